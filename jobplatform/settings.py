@@ -1,0 +1,194 @@
+"""jobplatform settings, driven by the environment.
+
+With no ``DATABASE_URL`` and no ``REDIS_URL`` the platform runs embedded: a SQLite file
+under ``var/`` and django-q2's ORM broker. Set both to run on Postgres + Redis.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set the SECRET_KEY environment variable "
+            "(required when DEBUG is off), or set DEBUG=1 for local development."
+        )
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"  # noqa: S105
+
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "django_celery_beat",
+    "queues.apps.QueuesConfig",
+    "scheduling.apps.SchedulingConfig",
+    "notifications.apps.NotificationsConfig",
+    "devices.apps.DevicesConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobplatform.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "jobplatform.wsgi.application"
+ASGI_APPLICATION = "jobplatform.asgi.application"
+
+# --- Database -------------------------------------------------------------------------
+# Connections stay open between jobs: with CONN_MAX_AGE=0 django-q2 reconnects to
+# Postgres for every task, which alone costs about 4x throughput.
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    # Several worker processes share the file: wait for the write lock instead of failing,
+    # take it at BEGIN (no upgrade deadlocks), and let readers run beside the writer.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# --- Redis and django-q2 --------------------------------------------------------------
+# Redis only rings the doorbell; every job lives in the database. Without REDIS_URL the
+# platform uses django-q2's ORM broker (the embedded default).
+REDIS_URL = os.environ.get("REDIS_URL", "") or None
+
+Q_CLUSTER = {
+    "name": "jobplatform",
+    "workers": env_int("WORKERS", 2),
+    # The platform's runner keeps its own per-job timeouts and results in the ledger:
+    # django-q2 saves nothing, and its own timeout (which kills the worker process) is
+    # only a last-resort guard; retry must exceed it or django-q2 warns.
+    "timeout": 24 * 3600,
+    "retry": 24 * 3600 + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,
+    "scheduler": False,
+    "catch_up": False,
+    "recycle": 1000,
+    "poll": 0.1,
+    "guard_cycle": 0.5,
+    "log_level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING"),
+    "daemonize_workers": True,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+JOBPLATFORM = {
+    # Seconds between maintenance ticks (delayed promotion) in runscheduler.
+    "SCHEDULER_TICK": float(os.environ.get("SCHEDULER_TICK", "0.25")),
+    # Seconds between re-issued wake-ups for queues with runnable jobs.
+    "REWAKE_INTERVAL": float(os.environ.get("REWAKE_INTERVAL", "2")),
+    # Longest a single drain keeps a django-q2 worker before handing over.
+    "DRAIN_BUDGET": float(os.environ.get("DRAIN_BUDGET", "10")),
+    # Upper bound of jobs claimed in one statement.
+    "MAX_BATCH": env_int("MAX_BATCH", 100),
+    # Seconds of expected work one claim may take (sizes batches of slow handlers down).
+    "BATCH_TARGET_SECONDS": float(os.environ.get("BATCH_TARGET_SECONDS", "0.2")),
+    # A worker route not refreshed for this long is considered dead.
+    "WORKER_TTL": env_int("WORKER_TTL", 15),
+}

@@ -1,0 +1,24 @@
+"""jobplatform's public Python API.
+
+    from queues import job, enqueue, enqueue_many, pause_queue, resume_queue, \
+        retry_job, cancel_job, Priority, PermanentError
+"""
+
+from typing import Any
+
+from queues.exceptions import PermanentError
+from queues.priority import Priority
+from queues.registry import job
+
+_SERVICES = {"enqueue", "enqueue_many", "pause_queue", "resume_queue", "retry_job", "cancel_job"}
+
+__all__ = ["job", "Priority", "PermanentError", *sorted(_SERVICES)]
+
+
+def __getattr__(name: str) -> Any:
+    # Services import models, which need the app registry: load them on first use.
+    if name in _SERVICES:
+        from queues import services
+
+        return getattr(services, name)
+    raise AttributeError(f"module 'queues' has no attribute {name!r}")

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class QueuesConfig(AppConfig):
+    name = "queues"
+    verbose_name = "Queues and jobs"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Handlers register themselves from every installed app's jobs.py.
+        autodiscover_modules("jobs")

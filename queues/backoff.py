@@ -1,0 +1,55 @@
+"""Retry delay math. Backoff is written as the seeds write it (milliseconds):
+``{"type": "exponential", "delay": 2000, "max_delay": 60000}`` gives 2 s, 4 s, 8 s, ...
+``{"type": "fixed", "delay": 5000}`` gives 5 s every time."""
+
+from typing import Any
+
+from queues.exceptions import EnqueueError
+
+BACKOFF_TYPES = ("fixed", "exponential")
+
+
+def normalize_backoff(value: Any) -> dict:
+    """Validate a backoff spec and return it as a plain dict; raise EnqueueError if bad.
+
+    Also accepts the decorator shorthand ``("exponential", 2000)`` and a bare number of
+    milliseconds (fixed).
+    """
+    if isinstance(value, bool):
+        raise EnqueueError(f"backoff must be a dict like {{'type': 'fixed', 'delay': 1000}}, got {value!r}")
+    if isinstance(value, int | float):
+        value = {"type": "fixed", "delay": value}
+    elif isinstance(value, tuple | list) and len(value) in (2, 3):
+        value = dict(zip(("type", "delay", "max_delay"), value, strict=False))
+    if not isinstance(value, dict):
+        raise EnqueueError(
+            f"backoff must be a dict like {{'type': 'exponential', 'delay': 2000}}, got {value!r}"
+        )
+    unknown = set(value) - {"type", "delay", "max_delay"}
+    if unknown:
+        raise EnqueueError(f"backoff has unknown keys {sorted(unknown)}; use type, delay, max_delay")
+    kind = value.get("type", "fixed")
+    if kind not in BACKOFF_TYPES:
+        raise EnqueueError(f"backoff type must be one of {BACKOFF_TYPES}, got {kind!r}")
+    result = {"type": kind, "delay": _milliseconds(value.get("delay", 0), "delay")}
+    if value.get("max_delay") is not None:
+        result["max_delay"] = _milliseconds(value["max_delay"], "max_delay")
+    return result
+
+
+def _milliseconds(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise EnqueueError(f"backoff {key} must be a number of milliseconds >= 0, got {value!r}")
+    return int(value)
+
+
+def retry_delay_ms(backoff: dict, failed_attempt: int) -> int:
+    """Delay before the retry that follows failed attempt number ``failed_attempt`` (1-based)."""
+    delay = int(backoff.get("delay", 0))
+    if backoff.get("type") == "exponential":
+        # Cap the exponent: 2**62 ms is already far beyond any max_delay.
+        delay = delay * 2 ** min(max(failed_attempt - 1, 0), 62)
+    max_delay = backoff.get("max_delay")
+    if max_delay is not None:
+        delay = min(delay, int(max_delay))
+    return delay

@@ -1,0 +1,176 @@
+"""The doorbell: tell workers that a queue has runnable jobs.
+
+Postgres holds the jobs; a doorbell message only says "drain queue X". Each ``runworker``
+listens on one django-q2 list named for the set of queues it serves and advertises that
+list as a *route* for each of its queues (with a heartbeat, so a dead worker's route ages
+out). Ringing a queue pushes one drain message to every live list that serves it, unless
+one is already pending there: a pending-bell key per (list, queue) keeps the lists from
+filling up, because one drain empties the whole queue.
+
+With Redis this is one Lua call per ring. Without Redis (the embedded default) routes come
+from the ``Worker`` table and messages go through django-q2's ORM broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from functools import cache
+
+from django.conf import settings
+from django.utils import timezone
+
+ALL_QUEUES = "*"
+KEY_PREFIX = "jobplatform"
+# A pending bell expires by itself: a worker killed between popping the message and
+# clearing the bell must not silence the queue for longer than this.
+BELL_TTL_SECONDS = 5
+LIST_KEY_ENV = "JOBPLATFORM_LIST_KEY"
+
+_RING_LUA = """
+local now = tonumber(redis.call('TIME')[1])
+local oldest = now - tonumber(ARGV[1])
+local bell_ttl = tonumber(ARGV[2])
+local pushed = 0
+for i = 3, #ARGV, 2 do
+  local queue = ARGV[i]
+  local package = ARGV[i + 1]
+  local seen = {}
+  for _, routes in ipairs({'jobplatform:routes:' .. queue, 'jobplatform:routes:*'}) do
+    for _, list in ipairs(redis.call('ZRANGEBYSCORE', routes, oldest, '+inf')) do
+      if not seen[list] then
+        seen[list] = true
+        if redis.call('SET', 'jobplatform:bell:' .. list .. ':' .. queue, '1', 'NX', 'EX', bell_ttl) then
+          redis.call('RPUSH', 'django_q:' .. list .. ':q', package)
+          pushed = pushed + 1
+        end
+      end
+    end
+  end
+end
+return pushed
+"""
+
+_ROUTE_LUA = """
+local now = tonumber(redis.call('TIME')[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', 'jobplatform:routes:' .. ARGV[i], now, ARGV[1])
+end
+return now
+"""
+
+
+def redis_enabled() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+@cache
+def _redis_for(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+def redis_client():
+    """The process's shared Redis client (redis-py resets its pool after a fork)."""
+    return _redis_for(settings.REDIS_URL)
+
+
+@cache
+def _scripts(url: str):
+    client = _redis_for(url)
+    return client.register_script(_RING_LUA), client.register_script(_ROUTE_LUA)
+
+
+def list_key_for(queue_names: Iterable[str] | None) -> str:
+    """The django-q2 list that a worker serving ``queue_names`` listens on."""
+    names = sorted(set(queue_names or ()))
+    if not names or ALL_QUEUES in names:
+        return f"{KEY_PREFIX}.all"
+    joined = ",".join(names)
+    if len(joined) > 60:
+        joined = hashlib.sha1(joined.encode()).hexdigest()[:20]
+    return f"{KEY_PREFIX}.q.{joined}"
+
+
+def current_list_key() -> str:
+    """The list the current worker process serves (set by runworker before forking)."""
+    return os.environ.get(LIST_KEY_ENV, list_key_for(None))
+
+
+def _package(queue_name: str) -> str:
+    from django_q.signing import SignedPackage
+
+    return SignedPackage.dumps(
+        {
+            "id": uuid.uuid4().hex,
+            "name": f"drain:{queue_name}",
+            "func": "queues.runner.drain",
+            "args": (queue_name,),
+            "kwargs": {},
+            "started": timezone.now(),
+            "ack_failure": True,
+        }
+    )
+
+
+def ring(queue_names: Iterable[str]) -> int:
+    """Wake a worker for each queue; returns how many drain messages were pushed."""
+    names = sorted(set(queue_names))
+    if not names:
+        return 0
+    ttl = settings.JOBPLATFORM["WORKER_TTL"]
+    if redis_enabled():
+        ring_script, _ = _scripts(settings.REDIS_URL)
+        args: list = [ttl, BELL_TTL_SECONDS]
+        for name in names:
+            args += [name, _package(name)]
+        return int(ring_script(args=args))
+    return _ring_through_orm(names, ttl)
+
+
+def _ring_through_orm(names: list[str], ttl: int) -> int:
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+
+    from queues.models import Worker
+
+    alive = Worker.objects.filter(last_heartbeat__gte=timezone.now() - timedelta(seconds=ttl))
+    routes = list(alive.values_list("list_key", "queues"))
+    pushed = 0
+    for name in names:
+        lists = {key for key, served in routes if ALL_QUEUES in served or name in served}
+        for list_key in lists:
+            # One drain empties the queue: a couple of pending messages per list is plenty.
+            if OrmQ.objects.filter(key=list_key).count() >= 2:
+                continue
+            get_broker(list_key).enqueue(_package(name))
+            pushed += 1
+    return pushed
+
+
+def bell_answered(queue_name: str, list_key: str | None = None) -> None:
+    """Called by a drain as it starts: the next ring for this queue pushes again."""
+    if redis_enabled():
+        key = list_key or current_list_key()
+        redis_client().delete(f"{KEY_PREFIX}:bell:{key}:{queue_name}")
+
+
+def advertise(list_key: str, queue_names: Iterable[str]) -> None:
+    """Publish (or refresh) the route ``queue -> list_key`` for each queue served."""
+    if redis_enabled():
+        _, route_script = _scripts(settings.REDIS_URL)
+        route_script(args=[list_key, *(list(queue_names) or [ALL_QUEUES])])
+
+
+def withdraw(list_key: str, queue_names: Iterable[str]) -> None:
+    """Remove the routes of a worker that is stopping."""
+    if redis_enabled():
+        client = redis_client()
+        pipe = client.pipeline()
+        for name in list(queue_names) or [ALL_QUEUES]:
+            pipe.zrem(f"{KEY_PREFIX}:routes:{name}", list_key)
+        pipe.execute()

@@ -1,0 +1,33 @@
+"""Errors of the job platform. Every refusal is one of these, with a message a user can act on."""
+
+
+class JobPlatformError(Exception):
+    """Base class of the platform's errors."""
+
+
+class EnqueueError(JobPlatformError, ValueError):
+    """A job could not be enqueued; nothing was written."""
+
+
+class UnknownHandler(EnqueueError, LookupError):
+    pass
+
+
+class UnknownQueue(EnqueueError, LookupError):
+    pass
+
+
+class InvalidJobState(JobPlatformError):
+    """The operation does not apply to the job (or queue) in its current state."""
+
+
+class JobNotFound(JobPlatformError, LookupError):
+    pass
+
+
+class QueueNotFound(JobPlatformError, LookupError):
+    pass
+
+
+class PermanentError(Exception):
+    """Raised by a handler: fail the job now, without any retry."""

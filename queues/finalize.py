@@ -1,0 +1,134 @@
+"""Write a batch of job outcomes and their attempt rows back to the ledger in one transaction.
+
+Every job update is conditional on the attempt that ran it (``status = 'active' AND
+attempts_made = <attempt>``): a job cancelled while it ran, or re-claimed after its lock
+expired, is not overwritten; its attempt row records what happened instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from queues.claim import ClaimedJob
+from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
+
+_FINALIZE_SQL = """
+UPDATE queues_job AS j
+SET status = v.status,
+    result = v.result,
+    error = v.error,
+    progress = CASE WHEN v.status = 'completed' THEN 100 ELSE j.progress END,
+    started_at = v.started_at,
+    finished_at = v.finished_at,
+    run_at = v.run_at,
+    locked_until = NULL,
+    worker = ''
+FROM (VALUES {rows}) AS v(id, attempt, status, result, error, started_at, finished_at, run_at)
+WHERE j.id = v.id AND j.status = 'active' AND j.attempts_made = v.attempt
+RETURNING j.id
+"""
+_ROW = "(%s::uuid, %s::int, %s::varchar, %s::jsonb, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+
+
+@dataclass
+class Outcome:
+    job: ClaimedJob
+    status: JobStatus  # the job's next status: completed, delayed (retry) or failed
+    attempt_outcome: AttemptOutcome
+    started_at: datetime
+    finished_at: datetime
+    result_json: str | None = None
+    error: str = ""
+    traceback: str = ""
+    run_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != JobStatus.DELAYED
+
+
+def finalize(outcomes: list[Outcome], *, worker: str) -> set:
+    """Record ``outcomes``; returns the ids of the jobs whose row was updated."""
+    if not outcomes:
+        return set()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            applied = _update_postgres(outcomes)
+        else:
+            applied = _update_orm(outcomes)
+        lost = [o.job.id for o in outcomes if o.job.id not in applied]
+        now_status = (
+            dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}
+        )
+        JobAttempt.objects.bulk_create(
+            [_attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id)) for o in outcomes]
+        )
+    return applied
+
+
+def _update_postgres(outcomes: list[Outcome]) -> set:
+    params: list = []
+    for o in outcomes:
+        params += [
+            o.job.id,
+            o.job.attempt,
+            o.status.value,
+            o.result_json,
+            o.error,
+            o.started_at,
+            o.finished_at if o.is_final else None,
+            o.run_at,
+        ]
+    sql = _FINALIZE_SQL.format(rows=", ".join([_ROW] * len(outcomes)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _update_orm(outcomes: list[Outcome]) -> set:
+    applied = set()
+    for o in outcomes:
+        fields = {
+            "status": o.status,
+            "result": json.loads(o.result_json) if o.result_json is not None else None,
+            "error": o.error,
+            "started_at": o.started_at,
+            "finished_at": o.finished_at if o.is_final else None,
+            "run_at": o.run_at,
+            "locked_until": None,
+            "worker": "",
+        }
+        if o.status == JobStatus.COMPLETED:
+            fields["progress"] = 100
+        updated = Job.objects.filter(
+            pk=o.job.id, status=JobStatus.ACTIVE, attempts_made=o.job.attempt
+        ).update(**fields)
+        if updated:
+            applied.add(o.job.id)
+    return applied
+
+
+def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None) -> JobAttempt:
+    outcome, error = o.attempt_outcome, o.error
+    if not applied:
+        if status_now == JobStatus.CANCELLED:
+            outcome = AttemptOutcome.CANCELLED
+            error = f"the job was cancelled while this attempt ran; its outcome was discarded ({o.attempt_outcome}{': ' + o.error if o.error else ''})"
+        else:
+            error = f"this attempt no longer owned the job (now {status_now}); its outcome was discarded. {o.error}".strip()
+    duration = o.finished_at - o.started_at
+    return JobAttempt(
+        job_id=o.job.id,
+        number=o.job.attempt,
+        worker=worker,
+        started_at=o.started_at,
+        finished_at=o.finished_at,
+        duration_ms=max(int(duration.total_seconds() * 1000), 0),
+        outcome=outcome,
+        error=error,
+        traceback=o.traceback,
+    )

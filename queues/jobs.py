@@ -1,0 +1,37 @@
+"""Built-in diagnostic handlers, used by health checks, demos and benchmarks."""
+
+import time
+
+from queues.exceptions import PermanentError
+from queues.registry import job
+
+
+@job("platform.echo")
+def echo(ctx, payload):
+    """Return the payload unchanged."""
+    return payload
+
+
+@job("platform.sleep")
+def sleep(ctx, payload):
+    """Sleep ``{"seconds": s}``, reporting progress about ten times."""
+    seconds = float((payload or {}).get("seconds", 1))
+    if seconds < 0:
+        raise PermanentError(f"seconds must not be negative, got {seconds}")
+    steps = 10
+    for step in range(1, steps + 1):
+        if ctx.is_cancelled():
+            return {"slept": seconds * (step - 1) / steps, "cancelled": True}
+        time.sleep(seconds / steps)
+        ctx.progress(step * 100 // steps)
+    return {"slept": seconds}
+
+
+@job("platform.fail")
+def fail(ctx, payload):
+    """Fail with ``{"message": m}``; ``"permanent": true`` fails without retry."""
+    payload = payload or {}
+    message = str(payload.get("message", "platform.fail was asked to fail"))
+    if payload.get("permanent"):
+        raise PermanentError(message)
+    raise RuntimeError(message)

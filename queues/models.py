@@ -1,0 +1,215 @@
+from django.db import models
+from django.db.models import Q
+
+from queues.ids import uuid7
+from queues.priority import MAX_PRIORITY, MIN_PRIORITY, Priority
+
+
+def default_backoff() -> dict:
+    # Seed 001's defaultJobOptions: exponential, starting at 2 s.
+    return {"type": "exponential", "delay": 2000}
+
+
+class Queue(models.Model):
+    """A named queue: its defaults, limits and retention. Jobs always belong to one."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    paused = models.BooleanField(default=False, db_default=False)
+
+    default_priority = models.PositiveSmallIntegerField(default=Priority.NORMAL)
+    default_attempts = models.PositiveIntegerField(default=3)
+    default_backoff = models.JSONField(default=default_backoff)
+    default_timeout = models.FloatField(
+        null=True, blank=True, help_text="Seconds; empty means no timeout."
+    )
+
+    rate_limit_max = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many jobs start per rate-limit duration."
+    )
+    rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    concurrency = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most this many active jobs at once; empty: no limit."
+    )
+    lock_duration = models.PositiveIntegerField(
+        default=30, help_text="Seconds an active job's lock lasts before it counts as stalled."
+    )
+    max_stalled = models.PositiveIntegerField(
+        default=3, help_text="Times a job may stall before it is failed."
+    )
+
+    keep_completed_count = models.PositiveIntegerField(null=True, blank=True, default=1000)
+    keep_completed_age = models.PositiveIntegerField(
+        null=True, blank=True, default=24 * 3600, help_text="Seconds."
+    )
+    keep_failed_age = models.PositiveIntegerField(
+        null=True, blank=True, default=7 * 24 * 3600, help_text="Seconds."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("pause_queue", "Can pause and resume queues")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class JobStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    DELAYED = "delayed", "Delayed"
+    BLOCKED = "blocked", "Blocked"
+    ACTIVE = "active", "Active"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
+    name = models.CharField(max_length=200, help_text="The handler that runs this job.")
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING
+    )
+    priority = models.PositiveSmallIntegerField(default=Priority.NORMAL)
+
+    attempts_made = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Attempts started, ever; numbers the attempt rows."
+    )
+    attempts_base = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="attempts_made when the job was last retried by hand."
+    )
+    max_attempts = models.PositiveIntegerField(default=3)
+    backoff = models.JSONField(default=default_backoff)
+    timeout = models.FloatField(null=True, blank=True, help_text="Seconds.")
+
+    run_at = models.DateTimeField(null=True, blank=True, help_text="When a delayed job is due.")
+    progress = models.PositiveSmallIntegerField(default=0, db_default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    stalled_count = models.PositiveIntegerField(default=0, db_default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+        ]
+        indexes = [
+            # Serves the claim query in queues/claim.py:
+            #   ... WHERE queue_id = %s AND status = 'waiting'
+            #   ORDER BY priority, created_at LIMIT n FOR UPDATE SKIP LOCKED
+            models.Index(
+                fields=["queue", "priority", "created_at"],
+                condition=Q(status="waiting"),
+                name="job_claim_idx",
+            ),
+            # Serves delayed-job promotion in queues/maintenance.py (status='delayed', due).
+            models.Index(
+                fields=["run_at"], condition=Q(status="delayed"), name="job_delayed_due_idx"
+            ),
+            # Serves the stalled-lock sweep (status='active' AND locked_until < now).
+            models.Index(
+                fields=["locked_until"], condition=Q(status="active"), name="job_active_lock_idx"
+            ),
+            # Per-queue counts by status.
+            models.Index(fields=["queue", "status"], name="job_queue_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=MIN_PRIORITY) & Q(priority__lte=MAX_PRIORITY),
+                name="job_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in JobStatus]), name="job_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id}"
+
+    @property
+    def attempts_left(self) -> int:
+        return max(self.max_attempts - (self.attempts_made - self.attempts_base), 0)
+
+
+class AttemptOutcome(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timeout"
+    STALLED = "stalled", "Stalled"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobAttempt(models.Model):
+    """One row per try of a job. History: written by the runner, never edited."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} attempt {self.number}: {self.outcome}"
+
+
+class JobLog(models.Model):
+    """A line a handler wrote with ``ctx.log``; ordered by id."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs")
+    attempt = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "id"], name="job_log_job_idx")]
+
+    def __str__(self) -> str:
+        return self.message[:80]
+
+
+class Worker(models.Model):
+    """A running ``runworker``: which queues it serves and when it was last alive."""
+
+    id = models.CharField(primary_key=True, max_length=200, help_text="host:pid")
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, help_text='Queue names served; ["*"] for all.')
+    list_key = models.CharField(max_length=100, help_text="The django-q2 list it listens on.")
+    concurrency = models.PositiveIntegerField(default=1)
+    started_at = models.DateTimeField()
+    last_heartbeat = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id
