@@ -147,6 +147,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-q2 logs every doorbell message at INFO; the ledger is the record of jobs.
+    "loggers": {"django-q": {"level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING")}},
 }
 
 # --- Redis and django-q2 --------------------------------------------------------------
@@ -170,7 +172,6 @@ Q_CLUSTER = {
     "recycle": 1000,
     "poll": 0.1,
     "guard_cycle": 0.5,
-    "log_level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING"),
     "daemonize_workers": True,
 }
 if REDIS_URL:
