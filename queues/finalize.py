@@ -24,7 +24,7 @@ SET status = v.status,
     progress = CASE WHEN v.status = 'completed' THEN 100 ELSE j.progress END,
     started_at = v.started_at,
     finished_at = v.finished_at,
-    run_at = v.run_at,
+    run_at = COALESCE(v.run_at, j.run_at),
     locked_until = NULL,
     worker = ''
 FROM (VALUES {rows}) AS v(id, attempt, status, result, error, started_at, finished_at, run_at)
@@ -98,10 +98,11 @@ def _update_orm(outcomes: list[Outcome]) -> set:
             "error": o.error,
             "started_at": o.started_at,
             "finished_at": o.finished_at if o.is_final else None,
-            "run_at": o.run_at,
             "locked_until": None,
             "worker": "",
         }
+        if o.run_at is not None:
+            fields["run_at"] = o.run_at
         if o.status == JobStatus.COMPLETED:
             fields["progress"] = 100
         updated = Job.objects.filter(

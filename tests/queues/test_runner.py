@@ -1,0 +1,230 @@
+"""The runner, in process: claim order, outcomes, retries and attempt history."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from queues import (
+    Priority,
+    cancel_job,
+    enqueue,
+    enqueue_many,
+    pause_queue,
+    resume_queue,
+    retry_job,
+)
+from queues.backoff import retry_delay_ms
+from queues.exceptions import InvalidJobState, JobNotFound, QueueNotFound
+from queues.maintenance import promote_delayed
+from queues.models import AttemptOutcome, Job, JobAttempt, JobLog, JobStatus
+from queues.runner import drain
+from tests.helpers import wait_for
+from tests.queues import handlers
+
+pytestmark = pytest.mark.django_db
+
+
+def make_due(job: Job) -> None:
+    """Jump a delayed job's clock: its run_at is now."""
+    Job.objects.filter(pk=job.pk).update(run_at=timezone.now())
+
+
+def test_echo_completes_with_result_progress_and_one_attempt():
+    job = enqueue("platform.echo", {"hello": "world"})
+    assert drain("default") == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.result == {"hello": "world"}
+    assert job.progress == 100
+    assert job.attempts_made == 1
+    assert job.started_at <= job.finished_at
+    assert job.locked_until is None and job.worker == ""
+    (attempt,) = job.attempts.all()
+    assert attempt.number == 1
+    assert attempt.outcome == AttemptOutcome.COMPLETED
+    assert attempt.duration_ms >= 0
+    assert attempt.worker
+
+
+def test_critical_jobs_all_start_before_any_low_job():
+    handlers.started.clear()
+    pause_queue("default")
+    enqueue_many([{"name": "test.record", "payload": {"tag": "low", "n": i},
+                   "priority": Priority.LOW} for i in range(50)])
+    enqueue_many([{"name": "test.record", "payload": {"tag": "critical", "n": i},
+                   "priority": Priority.CRITICAL} for i in range(50)])
+    assert drain("default") == 0  # paused: nothing starts
+    resume_queue("default")
+    assert drain("default") == 100
+    tags = [tag for tag, _ in handlers.started]
+    assert tags == ["critical"] * 50 + ["low"] * 50
+    # Within a priority, first in, first out.
+    assert [n for _, n in handlers.started[:50]] == list(range(50))
+    assert [n for _, n in handlers.started[50:]] == list(range(50))
+    last_critical = max(Job.objects.filter(priority=1).values_list("started_at", flat=True))
+    first_low = min(Job.objects.filter(priority=7).values_list("started_at", flat=True))
+    assert last_critical <= first_low
+
+
+def test_progress_and_log_lines_are_recorded():
+    job = enqueue("test.report", {})
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.progress == 100
+    logs = list(JobLog.objects.filter(job=job).values_list("attempt", "message"))
+    assert logs == [(1, "validating"), (1, f"attempt 1 of job {job.pk}")]
+
+
+def test_failure_is_retried_with_exponential_backoff_spacing():
+    job = enqueue("platform.fail", {"message": "smtp down"}, attempts=4,
+                  backoff={"type": "exponential", "delay": 1000})
+    for expected_ms in (1000, 2000, 4000):
+        drain("default")
+        job.refresh_from_db()
+        assert job.status == JobStatus.DELAYED
+        last = job.attempts.order_by("-number").first()
+        assert last.outcome == AttemptOutcome.FAILED
+        assert job.run_at - last.finished_at == timedelta(milliseconds=expected_ms)
+        assert "smtp down" in job.error
+        # Not runnable before its time...
+        assert promote_delayed() == []
+        assert drain("default") == 0
+        make_due(job)
+        assert promote_delayed() == ["default"]
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "attempts exhausted: 4 of 4" in job.error
+    assert list(job.attempts.values_list("number", "outcome")) == [
+        (n, AttemptOutcome.FAILED) for n in (1, 2, 3, 4)
+    ]
+    assert all("RuntimeError: smtp down" in a.traceback for a in job.attempts.all())
+
+
+@pytest.mark.parametrize(
+    ("backoff", "attempt", "expected"),
+    [
+        ({"type": "exponential", "delay": 2000}, 1, 2000),
+        ({"type": "exponential", "delay": 2000}, 2, 4000),
+        ({"type": "exponential", "delay": 2000}, 3, 8000),
+        ({"type": "exponential", "delay": 2000, "max_delay": 5000}, 3, 5000),
+        ({"type": "exponential", "delay": 2000, "max_delay": 60000}, 200, 60000),
+        ({"type": "fixed", "delay": 5000}, 1, 5000),
+        ({"type": "fixed", "delay": 5000}, 9, 5000),
+    ],
+)
+def test_retry_delay_math(backoff, attempt, expected):
+    assert retry_delay_ms(backoff, attempt) == expected
+
+
+def test_a_flaky_job_succeeds_on_a_later_attempt():
+    job = enqueue("test.flaky", {"succeed_on": 2}, backoff={"type": "fixed", "delay": 0})
+    drain("default")
+    assert promote_delayed() == ["default"]
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.result == {"attempt": 2}
+    assert list(job.attempts.values_list("outcome", flat=True)) == ["failed", "completed"]
+
+
+def test_permanent_error_fails_at_once_without_retry():
+    job = enqueue("platform.fail", {"message": "bad address", "permanent": True}, attempts=5)
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error == "PermanentError: bad address"
+    assert job.attempts.count() == 1
+    assert promote_delayed() == []
+
+
+def test_result_that_is_not_json_fails_permanently():
+    job = enqueue("test.bad_result", {})
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "not JSON-serializable" in job.error
+    assert job.attempts.count() == 1
+
+
+def test_job_of_a_handler_unknown_to_this_worker_fails_clearly():
+    job = enqueue("platform.echo", {})
+    Job.objects.filter(pk=job.pk).update(name="removed.handler")
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "no job handler is registered as 'removed.handler'" in job.error
+
+
+def test_delay_is_honoured():
+    job = enqueue("platform.echo", {}, delay=0.3)
+    assert promote_delayed() == []
+    assert drain("default") == 0
+    wait_for(lambda: promote_delayed(), timeout=5, message="the delayed job to come due")
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.started_at >= job.run_at
+
+
+def test_cancel_waiting_and_delayed_jobs():
+    waiting = enqueue("platform.echo", {})
+    delayed = enqueue("platform.echo", {}, delay=60)
+    assert cancel_job(waiting.pk).status == JobStatus.CANCELLED
+    assert cancel_job(str(delayed.pk)).status == JobStatus.CANCELLED
+    assert drain("default") == 0
+    assert JobAttempt.objects.count() == 0
+    with pytest.raises(InvalidJobState, match="already cancelled"):
+        cancel_job(waiting.pk)
+
+
+def test_cancelled_while_active_keeps_cancelled_and_records_the_attempt():
+    job = enqueue("test.cancel_self", {})
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.result is None
+    (attempt,) = job.attempts.all()
+    assert attempt.outcome == AttemptOutcome.CANCELLED
+    assert "cancelled while this attempt ran" in attempt.error
+
+
+def test_retry_gives_a_failed_job_a_fresh_set_of_attempts():
+    job = enqueue("platform.fail", {"message": "x"}, attempts=1)
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    retried = retry_job(job.pk)
+    assert retried.status == JobStatus.WAITING
+    assert retried.error == "" and retried.finished_at is None
+    drain("default")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert list(job.attempts.values_list("number", flat=True)) == [1, 2]
+
+
+def test_refused_operations_change_nothing():
+    job = enqueue("platform.echo", {})
+    drain("default")
+    before = Job.objects.values().get(pk=job.pk)
+    with pytest.raises(InvalidJobState, match="only failed or cancelled"):
+        retry_job(job.pk)
+    with pytest.raises(InvalidJobState, match="already completed"):
+        cancel_job(job.pk)
+    assert Job.objects.values().get(pk=job.pk) == before
+    with pytest.raises(JobNotFound):
+        retry_job("not-a-uuid")
+    with pytest.raises(JobNotFound):
+        cancel_job("01a205ef-13dd-71e0-9ec0-5c865531f7f1")
+    with pytest.raises(QueueNotFound):
+        pause_queue("nope")
+
+
+def test_batches_grow_for_fast_jobs_and_every_job_runs_once():
+    enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(450)])
+    assert drain("default") == 450
+    assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 450
+    assert JobAttempt.objects.count() == 450
+    assert sorted(Job.objects.values_list("result__i", flat=True)) == list(range(450))
