@@ -21,8 +21,12 @@ def _check_services() -> list[str]:
 
         try:
             psycopg.connect(
-                host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                password=db["PASSWORD"] or None, dbname="postgres", connect_timeout=5,
+                host=db["HOST"] or "127.0.0.1",
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                password=db["PASSWORD"] or None,
+                dbname="postgres",
+                connect_timeout=5,
             ).close()
         except Exception as exc:
             problems.append(f"PostgreSQL at {db['HOST']}:{db['PORT']} is unreachable: {exc}")
@@ -41,8 +45,10 @@ def _check_services() -> list[str]:
 def pytest_sessionstart(session):
     problems = _check_services()
     if problems:
-        hint = ("Start them (see README: 'Running the tests') or point DATABASE_URL / "
-                "REDIS_URL at running servers.")
+        hint = (
+            "Start them (see README: 'Running the tests') or point DATABASE_URL / "
+            "REDIS_URL at running servers."
+        )
         pytest.exit("; ".join(problems) + ". " + hint, returncode=3)
 
 

@@ -18,8 +18,15 @@ class ReadOnlyMixin:
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ["name", "paused", "default_priority", "default_attempts", "concurrency",
-                    "lock_duration", "max_stalled"]
+    list_display = [
+        "name",
+        "paused",
+        "default_priority",
+        "default_attempts",
+        "concurrency",
+        "lock_duration",
+        "max_stalled",
+    ]
     list_filter = ["paused"]
     search_fields = ["name", "description"]
 
@@ -40,16 +47,35 @@ class JobLogInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "queue", "status", "priority", "attempts_made", "progress",
-                    "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "name",
+        "queue",
+        "status",
+        "priority",
+        "attempts_made",
+        "progress",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "queue", "name"]
     list_select_related = ["queue"]
     search_fields = ["=id", "name"]
     show_full_result_count = False
     date_hierarchy = None
-    readonly_fields = ["id", "created_at", "started_at", "finished_at", "attempts_made",
-                       "attempts_base", "locked_until", "worker", "stalled_count", "result",
-                       "error"]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempts_made",
+        "attempts_base",
+        "locked_until",
+        "worker",
+        "stalled_count",
+        "result",
+        "error",
+    ]
     inlines = [JobAttemptInline, JobLogInline]
 
     def get_queryset(self, request):

@@ -16,7 +16,9 @@ def normalize_backoff(value: Any) -> dict:
     milliseconds (fixed).
     """
     if isinstance(value, bool):
-        raise EnqueueError(f"backoff must be a dict like {{'type': 'fixed', 'delay': 1000}}, got {value!r}")
+        raise EnqueueError(
+            f"backoff must be a dict like {{'type': 'fixed', 'delay': 1000}}, got {value!r}"
+        )
     if isinstance(value, int | float):
         value = {"type": "fixed", "delay": value}
     elif isinstance(value, tuple | list) and len(value) in (2, 3):
@@ -27,7 +29,9 @@ def normalize_backoff(value: Any) -> dict:
         )
     unknown = set(value) - {"type", "delay", "max_delay"}
     if unknown:
-        raise EnqueueError(f"backoff has unknown keys {sorted(unknown)}; use type, delay, max_delay")
+        raise EnqueueError(
+            f"backoff has unknown keys {sorted(unknown)}; use type, delay, max_delay"
+        )
     kind = value.get("type", "fixed")
     if kind not in BACKOFF_TYPES:
         raise EnqueueError(f"backoff type must be one of {BACKOFF_TYPES}, got {kind!r}")

@@ -99,8 +99,9 @@ def claim_jobs(*, queue: Queue, worker: str, limit: int) -> list[ClaimedJob]:
             for row in rows
         ]
     else:
-        claimed = _claim_with_orm(queue=queue, worker=worker, limit=limit, now=now,
-                                  locked_until=locked_until)
+        claimed = _claim_with_orm(
+            queue=queue, worker=worker, limit=limit, now=now, locked_until=locked_until
+        )
     # RETURNING does not keep the subquery's order.
     claimed.sort(key=lambda c: (c.priority, c.created_at))
     return claimed
@@ -110,8 +111,9 @@ def _json(value):
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _claim_with_orm(*, queue: Queue, worker: str, limit: int, now: datetime,
-                    locked_until: datetime) -> list[ClaimedJob]:
+def _claim_with_orm(
+    *, queue: Queue, worker: str, limit: int, now: datetime, locked_until: datetime
+) -> list[ClaimedJob]:
     from django.db.models import F
 
     with transaction.atomic():

@@ -43,7 +43,8 @@ for i = 3, #ARGV, 2 do
     for _, list in ipairs(redis.call('ZRANGEBYSCORE', routes, oldest, '+inf')) do
       if not seen[list] then
         seen[list] = true
-        if redis.call('SET', 'jobplatform:bell:' .. list .. ':' .. queue, '1', 'NX', 'EX', bell_ttl) then
+        local bell = 'jobplatform:bell:' .. list .. ':' .. queue
+        if redis.call('SET', bell, '1', 'NX', 'EX', bell_ttl) then
           redis.call('RPUSH', 'django_q:' .. list .. ':q', package)
           pushed = pushed + 1
         end

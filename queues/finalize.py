@@ -31,7 +31,10 @@ FROM (VALUES {rows}) AS v(id, attempt, status, result, error, started_at, finish
 WHERE j.id = v.id AND j.status = 'active' AND j.attempts_made = v.attempt
 RETURNING j.id
 """
-_ROW = "(%s::uuid, %s::int, %s::varchar, %s::jsonb, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+_ROW = (
+    "(%s::uuid, %s::int, %s::varchar, %s::jsonb, %s::text,"
+    " %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+)
 
 
 @dataclass
@@ -65,7 +68,10 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
             dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}
         )
         JobAttempt.objects.bulk_create(
-            [_attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id)) for o in outcomes]
+            [
+                _attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id))
+                for o in outcomes
+            ]
         )
     return applied
 
@@ -116,11 +122,15 @@ def _update_orm(outcomes: list[Outcome]) -> set:
 def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None) -> JobAttempt:
     outcome, error = o.attempt_outcome, o.error
     if not applied:
+        ran = f"{o.attempt_outcome}: {o.error}" if o.error else str(o.attempt_outcome)
         if status_now == JobStatus.CANCELLED:
             outcome = AttemptOutcome.CANCELLED
-            error = f"the job was cancelled while this attempt ran; its outcome was discarded ({o.attempt_outcome}{': ' + o.error if o.error else ''})"
+            error = f"the job was cancelled while this attempt ran; discarded its outcome ({ran})"
         else:
-            error = f"this attempt no longer owned the job (now {status_now}); its outcome was discarded. {o.error}".strip()
+            error = (
+                f"this attempt no longer owned the job (now {status_now}); "
+                f"discarded its outcome ({ran})"
+            )
     duration = o.finished_at - o.started_at
     return JobAttempt(
         job_id=o.job.id,

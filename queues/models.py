@@ -75,9 +75,7 @@ class Job(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
     name = models.CharField(max_length=200, help_text="The handler that runs this job.")
     payload = models.JSONField(default=dict, blank=True)
-    status = models.CharField(
-        max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING
-    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING)
     priority = models.PositiveSmallIntegerField(default=Priority.NORMAL)
 
     attempts_made = models.PositiveIntegerField(

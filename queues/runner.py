@@ -137,7 +137,8 @@ def _failure(
     trace = "".join(tb.format_exception(exc))
     if permanent or job.attempts_exhausted:
         if not permanent:
-            error = f"{error} (attempts exhausted: {job.attempt - job.attempts_base} of {job.max_attempts})"
+            used = job.attempt - job.attempts_base
+            error = f"{error} (attempts exhausted: {used} of {job.max_attempts})"
         return Outcome(
             job=job,
             status=JobStatus.FAILED,
@@ -158,4 +159,3 @@ def _failure(
         traceback=trace,
         run_at=finished_at + timedelta(milliseconds=delay),
     )
-

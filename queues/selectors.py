@@ -15,8 +15,15 @@ def queue_counts() -> list[dict]:
         counts.setdefault(queue_id, {})[status] = n
     result = []
     for queue in Queue.objects.order_by("name"):
-        by_status = {status.value: counts.get(queue.pk, {}).get(status.value, 0)
-                     for status in JobStatus}
-        result.append({"name": queue.name, "paused": queue.paused, "counts": by_status,
-                       "total": sum(by_status.values())})
+        by_status = {
+            status.value: counts.get(queue.pk, {}).get(status.value, 0) for status in JobStatus
+        }
+        result.append(
+            {
+                "name": queue.name,
+                "paused": queue.paused,
+                "counts": by_status,
+                "total": sum(by_status.values()),
+            }
+        )
     return result

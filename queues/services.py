@@ -74,8 +74,9 @@ def _ring_quietly(names: list[str]) -> None:
     try:
         doorbell.ring(names)
     except Exception:
-        logger.warning("could not ring the doorbell for %s; the scheduler will", names,
-                       exc_info=True)
+        logger.warning(
+            "could not ring the doorbell for %s; the scheduler will", names, exc_info=True
+        )
 
 
 # --- enqueue ------------------------------------------------------------------------------
@@ -99,8 +100,10 @@ def _build_job(name: str, payload: Any, options: Mapping[str, Any], now: datetim
         raise EnqueueError(f"payload must be JSON-serializable: {exc}") from None
 
     priority = _pick(options.get("priority"), handler.priority, queue.default_priority)
-    if isinstance(priority, bool) or not isinstance(priority, int) or not (
-        MIN_PRIORITY <= priority <= MAX_PRIORITY
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not (MIN_PRIORITY <= priority <= MAX_PRIORITY)
     ):
         raise EnqueueError(
             f"priority must be an integer from {MIN_PRIORITY} (CRITICAL) to {MAX_PRIORITY} "
@@ -110,13 +113,17 @@ def _build_job(name: str, payload: Any, options: Mapping[str, Any], now: datetim
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise EnqueueError(f"attempts must be an integer >= 1, got {attempts!r}")
     backoff = options.get("backoff")
-    backoff = normalize_backoff(backoff) if backoff is not None else (
-        handler.backoff or normalize_backoff(queue.default_backoff)
+    backoff = (
+        normalize_backoff(backoff)
+        if backoff is not None
+        else (handler.backoff or normalize_backoff(queue.default_backoff))
     )
     timeout = _pick(options.get("timeout"), handler.timeout, queue.default_timeout)
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
     ):
         raise EnqueueError(f"timeout must be a positive number of seconds, got {timeout!r}")
 

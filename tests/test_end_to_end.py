@@ -26,8 +26,9 @@ def test_500_jobs_complete_through_runworker_and_runscheduler(transactional_db, 
     for i in range(400, 480):
         enqueue("platform.echo", {"i": i}, queue="email")
     # Delayed jobs go through the scheduler's promotion.
-    enqueue_many([{"name": "platform.echo", "payload": {"i": i}, "delay": 0.5}
-                  for i in range(480, 500)])
+    enqueue_many(
+        [{"name": "platform.echo", "payload": {"i": i}, "delay": 0.5} for i in range(480, 500)]
+    )
 
     wait_for(lambda: completed() == 500, timeout=60, message="500 completed jobs")
     assert sorted(Job.objects.values_list("result__i", flat=True)) == list(range(500))
@@ -46,19 +47,28 @@ def test_a_worker_serves_only_its_queues(transactional_db, processes):
     wait_for(lambda: Worker.objects.exists(), timeout=30, message="the worker to register")
     email = enqueue("platform.echo", {}, queue="email")
     other = enqueue("platform.echo", {}, queue="data-export")
-    wait_for(lambda: Job.objects.get(pk=email.pk).status == JobStatus.COMPLETED, timeout=20,
-             message="the email job")
+    wait_for(
+        lambda: Job.objects.get(pk=email.pk).status == JobStatus.COMPLETED,
+        timeout=20,
+        message="the email job",
+    )
     assert Job.objects.get(pk=other.pk).status == JobStatus.WAITING
     # A second worker for the other queue picks up the job waiting there.
     processes.start("runworker", "--queues", "data-export", "--workers", "1")
-    wait_for(lambda: Job.objects.get(pk=other.pk).status == JobStatus.COMPLETED, timeout=20,
-             message="the data-export job")
+    wait_for(
+        lambda: Job.objects.get(pk=other.pk).status == JobStatus.COMPLETED,
+        timeout=20,
+        message="the data-export job",
+    )
 
 
 def test_runworker_refuses_unknown_queues(transactional_db):
     result = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "runworker", "--queues", "email,nope"],
-        env=subprocess_env(), capture_output=True, text=True, timeout=60,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "unknown queue(s): nope" in result.stderr
@@ -69,8 +79,14 @@ def test_embedded_default_runs_on_sqlite_and_the_orm_broker(tmp_path, processes)
     manage = [sys.executable, str(ROOT / "manage.py")]
 
     def run(*args):
-        result = subprocess.run([*manage, *args], env=subprocess_env(**env), cwd=ROOT,
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [*manage, *args],
+            env=subprocess_env(**env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -85,6 +101,10 @@ def test_embedded_default_runs_on_sqlite_and_the_orm_broker(tmp_path, processes)
     def counts():
         return {q["name"]: q["counts"] for q in json.loads(run("queuestats", "--json"))}
 
-    wait_for(lambda: counts()["default"]["completed"] == 5 and counts()["sms"]["completed"] == 1,
-             timeout=60, interval=0.5, message="the embedded jobs to complete")
+    wait_for(
+        lambda: counts()["default"]["completed"] == 5 and counts()["sms"]["completed"] == 1,
+        timeout=60,
+        interval=0.5,
+        message="the embedded jobs to complete",
+    )
     assert counts()["default"]["failed"] == 1

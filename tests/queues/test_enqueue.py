@@ -36,9 +36,15 @@ def test_handler_options_then_arguments_override_queue_defaults():
     assert (from_handler.priority, from_handler.max_attempts, from_handler.timeout) == (3, 5, 9)
     assert from_handler.backoff == {"type": "fixed", "delay": 100}
 
-    explicit = enqueue("test.report", {}, queue="email", priority=Priority.CRITICAL, attempts=1,
-                       backoff={"type": "exponential", "delay": 2000, "max_delay": 60000},
-                       timeout=2.5)
+    explicit = enqueue(
+        "test.report",
+        {},
+        queue="email",
+        priority=Priority.CRITICAL,
+        attempts=1,
+        backoff={"type": "exponential", "delay": 2000, "max_delay": 60000},
+        timeout=2.5,
+    )
     explicit.refresh_from_db()
     assert explicit.queue.name == "email"
     assert (explicit.priority, explicit.max_attempts, explicit.timeout) == (1, 1, 2.5)
@@ -53,7 +59,9 @@ def test_delay_and_run_at_make_delayed_jobs():
     before = timezone.now()
     delayed = enqueue("platform.echo", {}, delay=30)
     assert delayed.status == JobStatus.DELAYED
-    assert before + timedelta(seconds=30) <= delayed.run_at <= timezone.now() + timedelta(seconds=30)
+    assert (
+        before + timedelta(seconds=30) <= delayed.run_at <= timezone.now() + timedelta(seconds=30)
+    )
 
     at = timezone.now() + timedelta(minutes=5)
     assert enqueue("platform.echo", {}, run_at=at).run_at == at
@@ -69,8 +77,12 @@ def test_delay_and_run_at_make_delayed_jobs():
     [
         (("no.such.handler", {}), {}, UnknownHandler, "no job handler is registered"),
         (("platform.echo", {}), {"queue": "nope"}, UnknownQueue, "no queue is named 'nope'"),
-        (("platform.echo", {"when": datetime(2026, 1, 1, tzinfo=UTC)}), {}, EnqueueError,
-         "JSON-serializable"),
+        (
+            ("platform.echo", {"when": datetime(2026, 1, 1, tzinfo=UTC)}),
+            {},
+            EnqueueError,
+            "JSON-serializable",
+        ),
         (("platform.echo", {"x": float("nan")}), {}, EnqueueError, "JSON-serializable"),
         (("platform.echo", {}), {"priority": 0}, EnqueueError, "priority must be"),
         (("platform.echo", {}), {"priority": 11}, EnqueueError, "priority must be"),
@@ -79,14 +91,16 @@ def test_delay_and_run_at_make_delayed_jobs():
         (("platform.echo", {}), {"delay": -1}, EnqueueError, "must not be negative"),
         (("platform.echo", {}), {"delay": timedelta(seconds=-5)}, EnqueueError, "negative"),
         (("platform.echo", {}), {"delay": "soon"}, EnqueueError, "delay must be seconds"),
-        (("platform.echo", {}), {"delay": 1, "run_at": timezone.now()}, EnqueueError,
-         "not both"),
-        (("platform.echo", {}), {"run_at": datetime(2030, 1, 1)}, EnqueueError,
-         "timezone-aware"),
+        (("platform.echo", {}), {"delay": 1, "run_at": timezone.now()}, EnqueueError, "not both"),
+        (("platform.echo", {}), {"run_at": datetime(2030, 1, 1)}, EnqueueError, "timezone-aware"),
         (("platform.echo", {}), {"attempts": 0}, EnqueueError, "attempts must be"),
         (("platform.echo", {}), {"backoff": {"type": "linear"}}, EnqueueError, "backoff type"),
-        (("platform.echo", {}), {"backoff": {"type": "fixed", "delay": -1}}, EnqueueError,
-         "backoff delay"),
+        (
+            ("platform.echo", {}),
+            {"backoff": {"type": "fixed", "delay": -1}},
+            EnqueueError,
+            "backoff delay",
+        ),
         (("platform.echo", {}), {"backoff": {"kind": "fixed"}}, EnqueueError, "unknown keys"),
         (("platform.echo", {}), {"timeout": 0}, EnqueueError, "timeout must be"),
         (("platform.echo", {}), {"timeout": float("inf")}, EnqueueError, "timeout must be"),
@@ -144,11 +158,13 @@ def test_enqueue_many_inserts_all_and_rings_once_per_queue(transactional_db):
 
 def test_enqueue_many_writes_nothing_when_one_spec_is_bad():
     with pytest.raises(EnqueueError, match=r"job #2: priority must be"):
-        enqueue_many([
-            {"name": "platform.echo", "payload": {}},
-            {"name": "platform.echo", "payload": {}},
-            {"name": "platform.echo", "payload": {}, "priority": 99},
-        ])
+        enqueue_many(
+            [
+                {"name": "platform.echo", "payload": {}},
+                {"name": "platform.echo", "payload": {}},
+                {"name": "platform.echo", "payload": {}, "priority": 99},
+            ]
+        )
     with pytest.raises(UnknownHandler, match=r"job #1"):
         enqueue_many([{"name": "platform.echo"}, {"name": "missing"}])
     with pytest.raises(EnqueueError, match=r"job #0: each spec"):

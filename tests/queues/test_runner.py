@@ -50,10 +50,22 @@ def test_echo_completes_with_result_progress_and_one_attempt():
 def test_critical_jobs_all_start_before_any_low_job():
     handlers.started.clear()
     pause_queue("default")
-    enqueue_many([{"name": "test.record", "payload": {"tag": "low", "n": i},
-                   "priority": Priority.LOW} for i in range(50)])
-    enqueue_many([{"name": "test.record", "payload": {"tag": "critical", "n": i},
-                   "priority": Priority.CRITICAL} for i in range(50)])
+    enqueue_many(
+        [
+            {"name": "test.record", "payload": {"tag": "low", "n": i}, "priority": Priority.LOW}
+            for i in range(50)
+        ]
+    )
+    enqueue_many(
+        [
+            {
+                "name": "test.record",
+                "payload": {"tag": "critical", "n": i},
+                "priority": Priority.CRITICAL,
+            }
+            for i in range(50)
+        ]
+    )
     assert drain("default") == 0  # paused: nothing starts
     resume_queue("default")
     assert drain("default") == 100
@@ -78,8 +90,12 @@ def test_progress_and_log_lines_are_recorded():
 
 
 def test_failure_is_retried_with_exponential_backoff_spacing():
-    job = enqueue("platform.fail", {"message": "smtp down"}, attempts=4,
-                  backoff={"type": "exponential", "delay": 1000})
+    job = enqueue(
+        "platform.fail",
+        {"message": "smtp down"},
+        attempts=4,
+        backoff={"type": "exponential", "delay": 1000},
+    )
     for expected_ms in (1000, 2000, 4000):
         drain("default")
         job.refresh_from_db()

@@ -11,8 +11,10 @@ STOP_GRACE_SECONDS = 30
 
 
 class Command(BaseCommand):
-    help = ("Run everything in one terminal: web admin, workers (all queues) and the "
-            "scheduler. Ctrl-C stops them all.")
+    help = (
+        "Run everything in one terminal: web admin, workers (all queues) and the "
+        "scheduler. Ctrl-C stops them all."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")

@@ -7,8 +7,10 @@ from queues.maintenance import run_forever
 
 
 class Command(BaseCommand):
-    help = ("Run the maintenance loop: promote due delayed jobs and re-wake queues with "
-            "runnable jobs. Safe to run in several copies.")
+    help = (
+        "Run the maintenance loop: promote due delayed jobs and re-wake queues with "
+        "runnable jobs. Safe to run in several copies."
+    )
 
     def handle(self, *args, **options):
         stop = threading.Event()

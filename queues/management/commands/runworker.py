@@ -18,9 +18,15 @@ class Command(BaseCommand):
     help = "Run a django-q2 cluster that executes the jobs of the given queues (all by default)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--queues", default="", help="Comma-separated queue names; default all.")
-        parser.add_argument("--workers", type=int, default=None,
-                            help="Worker processes (default: settings Q_CLUSTER['workers']).")
+        parser.add_argument(
+            "--queues", default="", help="Comma-separated queue names; default all."
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="Worker processes (default: settings Q_CLUSTER['workers']).",
+        )
 
     def handle(self, *args, queues: str, workers: int | None, **options):
         from django_q.brokers import get_broker
@@ -55,14 +61,21 @@ class Command(BaseCommand):
         # Never let forked children inherit (and later close) this process's connection.
         connections.close_all()
         cluster.start()
-        self.stdout.write(f"runworker {worker_id}: queues={names or ['*']} "
-                          f"workers={Conf.WORKERS} list={list_key}")
+        self.stdout.write(
+            f"runworker {worker_id}: queues={names or ['*']} workers={Conf.WORKERS} list={list_key}"
+        )
         now = timezone.now()
         Worker.objects.update_or_create(
             id=worker_id,
-            defaults={"hostname": socket.gethostname(), "pid": os.getpid(),
-                      "queues": names or [doorbell.ALL_QUEUES], "list_key": list_key,
-                      "concurrency": Conf.WORKERS, "started_at": now, "last_heartbeat": now},
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": names or [doorbell.ALL_QUEUES],
+                "list_key": list_key,
+                "concurrency": Conf.WORKERS,
+                "started_at": now,
+                "last_heartbeat": now,
+            },
         )
         doorbell.advertise(list_key, names)
         # Start on the backlog right away instead of waiting for the scheduler's re-wake.
