@@ -56,10 +56,11 @@ def pytest_sessionstart(session):
 def _clean_platform_state(request):
     """Every test starts with an empty test Redis database, fresh in-process caches and,
     when it uses the database, the queues that the data migration creates."""
-    from queues import doorbell, runner, services
+    from queues import doorbell, runner
+    from queues.services import enqueuing as enqueue_service
 
     doorbell.redis_client().flushdb()
-    services._queue_cache.clear()
+    enqueue_service._queue_cache.clear()
     runner._seconds_per_job.clear()
     names = set(request.fixturenames)
     if names & {"db", "transactional_db", "live_server"} or request.node.get_closest_marker(

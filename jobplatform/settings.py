@@ -190,4 +190,22 @@ JOBPLATFORM = {
     "BATCH_TARGET_SECONDS": float(os.environ.get("BATCH_TARGET_SECONDS", "0.2")),
     # A worker route not refreshed for this long is considered dead.
     "WORKER_TTL": env_int("WORKER_TTL", 15),
+    # On SIGTERM, seconds active jobs get to finish before their workers are killed and
+    # the jobs go back to waiting.
+    "SHUTDOWN_GRACE": float(os.environ.get("SHUTDOWN_GRACE", "30")),
+    # Seconds a cancelled active job gets to notice ctx.is_cancelled() before it is
+    # interrupted; and, after an interrupt (timeout or cancel) is ignored, before its
+    # worker process is killed.
+    "CANCEL_GRACE": float(os.environ.get("CANCEL_GRACE", "10")),
+    "HARD_KILL_GRACE": float(os.environ.get("HARD_KILL_GRACE", "5")),
+    # A cluster with runnable jobs but no activity for this long is frozen (django-q2
+    # issue #23) and is restarted.
+    "FREEZE_SECONDS": float(os.environ.get("FREEZE_SECONDS", "20")),
+    # Seconds between sweeps for expired locks (stalled jobs).
+    "STALL_CHECK_INTERVAL": float(os.environ.get("STALL_CHECK_INTERVAL", "1")),
+    # Seconds between retention runs (the platform.apply-retention job).
+    "RETENTION_INTERVAL": float(os.environ.get("RETENTION_INTERVAL", "60")),
+    # How long a worker keeps retrying to record a batch's outcomes while the database
+    # is away, before leaving the jobs to stall recovery.
+    "FINALIZE_RETRY_SECONDS": float(os.environ.get("FINALIZE_RETRY_SECONDS", "20")),
 }

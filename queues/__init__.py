@@ -7,12 +7,24 @@
 from typing import Any
 
 from queues.exceptions import PermanentError
+from queues.limits import RateLimited
 from queues.priority import Priority
 from queues.registry import job
 
-_SERVICES = {"enqueue", "enqueue_many", "pause_queue", "resume_queue", "retry_job", "cancel_job"}
+_SERVICES = {
+    "enqueue",
+    "enqueue_many",
+    "pause_queue",
+    "resume_queue",
+    "empty_queue",
+    "clean_queue",
+    "retry_job",
+    "retry_jobs",
+    "cancel_job",
+    "cancel_jobs",
+}
 
-__all__ = ["job", "Priority", "PermanentError", *sorted(_SERVICES)]
+__all__ = ["job", "Priority", "PermanentError", "RateLimited", *sorted(_SERVICES)]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,10 @@ On Postgres it is a single statement (one round trip for a whole batch)::
         FOR UPDATE SKIP LOCKED)
     UPDATE queues_job ... FROM claimed WHERE queues_job.id = claimed.id RETURNING ...
 
-served by the partial index ``job_claim_idx``. Other databases (SQLite, the embedded
-default) take the same rows with the ORM; SQLite serialises writers anyway.
+served by the partial index ``job_claim_idx``. A queue with a rate limit or a concurrency
+cap claims inside a transaction that first locks its queue row: the limit is then exact
+across every worker on every host. Other databases (SQLite, the embedded default) take
+the same rows with the ORM; SQLite serialises writers anyway.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from queues.models import Job, JobStatus, Queue
@@ -64,11 +67,70 @@ class ClaimedJob:
     def attempts_exhausted(self) -> bool:
         return self.attempt - self.attempts_base >= self.max_attempts
 
+    @classmethod
+    def from_job(cls, job: Job, *, attempt: int | None = None) -> ClaimedJob:
+        return cls(
+            id=job.id,
+            name=job.name,
+            payload=job.payload,
+            priority=job.priority,
+            created_at=job.created_at,
+            attempt=job.attempts_made if attempt is None else attempt,
+            attempts_base=job.attempts_base,
+            max_attempts=job.max_attempts,
+            backoff=job.backoff,
+            timeout=job.timeout,
+        )
 
-def claim_jobs(*, queue: Queue, worker: str, limit: int) -> list[ClaimedJob]:
+
+@dataclass
+class Claim:
+    jobs: list[ClaimedJob]
+    # When a rate limit or concurrency cap held jobs back: seconds until it may allow more.
+    retry_after: float | None = None
+
+
+def claim_jobs(*, queue: Queue, worker: str, limit: int) -> Claim:
     """Mark up to ``limit`` runnable jobs of ``queue`` active for ``worker`` and return them
     in the order they must run. Returns nothing while the queue is paused."""
+    if queue.rate_limit_max or queue.concurrency:
+        with transaction.atomic():
+            return _claim_limited(queue=queue, worker=worker, limit=limit)
+    return Claim(_claim(queue=queue, worker=worker, limit=limit, now=timezone.now()))
+
+
+def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
     now = timezone.now()
+    q = Queue.objects.select_for_update().get(pk=queue.pk)
+    if q.paused:
+        return Claim([])
+    allowed, retry_after = limit, None
+    if q.concurrency:
+        active = Job.objects.filter(queue=q, status=JobStatus.ACTIVE).count()
+        allowed = min(allowed, q.concurrency - active)
+        if allowed <= 0:
+            retry_after = 0.2  # a slot frees when a job finishes; its drain re-rings
+    window = None
+    if q.rate_limit_max and q.rate_limit_duration_ms:
+        window = timedelta(milliseconds=q.rate_limit_duration_ms)
+        if q.rate_window_start is None or now - q.rate_window_start >= window:
+            q.rate_window_start, q.rate_window_count = now, 0
+        left = q.rate_limit_max - q.rate_window_count
+        if left <= 0 or left < allowed:
+            retry_after = (q.rate_window_start + window - now).total_seconds()
+        allowed = min(allowed, left)
+    if allowed <= 0:
+        return Claim([], retry_after)
+    jobs = _claim(queue=q, worker=worker, limit=allowed, now=now)
+    if window is not None:
+        Queue.objects.filter(pk=q.pk).update(
+            rate_window_start=q.rate_window_start,
+            rate_window_count=q.rate_window_count + len(jobs),
+        )
+    return Claim(jobs, retry_after if len(jobs) == allowed else None)
+
+
+def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[ClaimedJob]:
     locked_until = now + timedelta(seconds=queue.lock_duration)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -114,8 +176,6 @@ def _json(value):
 def _claim_with_orm(
     *, queue: Queue, worker: str, limit: int, now: datetime, locked_until: datetime
 ) -> list[ClaimedJob]:
-    from django.db.models import F
-
     with transaction.atomic():
         if Queue.objects.filter(pk=queue.pk, paused=True).exists():
             return []
@@ -135,18 +195,4 @@ def _claim_with_orm(
             worker=worker,
         )
         jobs = Job.objects.filter(id__in=ids, worker=worker, status=JobStatus.ACTIVE)
-        return [
-            ClaimedJob(
-                id=j.id,
-                name=j.name,
-                payload=j.payload,
-                priority=j.priority,
-                created_at=j.created_at,
-                attempt=j.attempts_made,
-                attempts_base=j.attempts_base,
-                max_attempts=j.max_attempts,
-                backoff=j.backoff,
-                timeout=j.timeout,
-            )
-            for j in jobs
-        ]
+        return [ClaimedJob.from_job(j) for j in jobs]

@@ -37,5 +37,13 @@ class JobContext:
         """True once someone cancelled the job; long handlers should check and return."""
         return Job.objects.filter(pk=self.job_id, status=JobStatus.CANCELLED).exists()
 
+    def rate_limit(self, key: str, *, limit: int, per: float) -> None:
+        """Use one unit of the shared limit ``key`` (``limit`` per ``per`` seconds, across
+        every worker). When it is used up this raises ``RateLimited``: the job goes back
+        to ``delayed`` until the window ends, without using up an attempt."""
+        from queues.limits import check
+
+        check(key, limit=limit, per=per)
+
     def __repr__(self) -> str:
         return f"<JobContext {self.name} {self.job_id} attempt {self.attempt}>"

@@ -14,6 +14,7 @@ from the ``Worker`` table and messages go through django-q2's ORM broker.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import uuid
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ from functools import cache
 
 from django.conf import settings
 from django.utils import timezone
+
+logger = logging.getLogger("queues.doorbell")
 
 ALL_QUEUES = "*"
 KEY_PREFIX = "jobplatform"
@@ -114,6 +117,8 @@ def _package(queue_name: str) -> str:
             "kwargs": {},
             "started": timezone.now(),
             "ack_failure": True,
+            # -1: django-q2 sets no alarm of its own; the runner enforces job timeouts.
+            "timeout": -1,
         }
     )
 
@@ -131,6 +136,15 @@ def ring(queue_names: Iterable[str]) -> int:
             args += [name, _package(name)]
         return int(ring_script(args=args))
     return _ring_through_orm(names, ttl)
+
+
+def ring_quietly(queue_names: Iterable[str]) -> None:
+    """``ring``, logging instead of raising: the ledger already holds the jobs, so a lost
+    ring only delays them until the scheduler's next re-wake."""
+    try:
+        ring(queue_names)
+    except Exception:
+        logger.warning("could not ring the doorbell for %s", list(queue_names), exc_info=True)
 
 
 def _ring_through_orm(names: list[str], ttl: int) -> int:

@@ -31,3 +31,7 @@ class QueueNotFound(JobPlatformError, LookupError):
 
 class PermanentError(Exception):
     """Raised by a handler: fail the job now, without any retry."""
+
+
+class UnknownDependency(EnqueueError, LookupError):
+    pass

@@ -14,11 +14,12 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from queues.claim import ClaimedJob
-from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
+from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobStatus
 
 _FINALIZE_SQL = """
 UPDATE queues_job AS j
 SET status = v.status,
+    attempts_made = v.attempts_made,
     result = v.result,
     error = v.error,
     progress = CASE WHEN v.status = 'completed' THEN 100 ELSE j.progress END,
@@ -27,12 +28,13 @@ SET status = v.status,
     run_at = COALESCE(v.run_at, j.run_at),
     locked_until = NULL,
     worker = ''
-FROM (VALUES {rows}) AS v(id, attempt, status, result, error, started_at, finished_at, run_at)
+FROM (VALUES {rows}) AS v(id, attempt, attempts_made, status, result, error, started_at,
+                         finished_at, run_at)
 WHERE j.id = v.id AND j.status = 'active' AND j.attempts_made = v.attempt
-RETURNING j.id
+RETURNING j.id, j.has_dependants
 """
 _ROW = (
-    "(%s::uuid, %s::int, %s::varchar, %s::jsonb, %s::text,"
+    "(%s::uuid, %s::int, %s::int, %s::varchar, %s::jsonb, %s::text,"
     " %s::timestamptz, %s::timestamptz, %s::timestamptz)"
 )
 
@@ -48,14 +50,24 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     run_at: datetime | None = None
+    # False when the try did not really happen (a keyed rate limit sent the job back):
+    # no attempt row, and the attempt number is given back.
+    counted: bool = True
 
     @property
     def is_final(self) -> bool:
-        return self.status != JobStatus.DELAYED
+        return self.status in FINAL_STATUSES
+
+    @property
+    def next_attempts_made(self) -> int:
+        return self.job.attempt if self.counted else self.job.attempt - 1
 
 
 def finalize(outcomes: list[Outcome], *, worker: str) -> set:
     """Record ``outcomes``; returns the ids of the jobs whose row was updated."""
+    from queues.dependencies import resolve_dependants
+    from queues.services.enqueuing import ring_on_commit
+
     if not outcomes:
         return set()
     with transaction.atomic():
@@ -67,21 +79,28 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
         now_status = (
             dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}
         )
+        # A stall sweep may already have written this attempt's row: keep the first.
         JobAttempt.objects.bulk_create(
             [
                 _attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id))
                 for o in outcomes
-            ]
+                if o.counted
+            ],
+            ignore_conflicts=True,
         )
-    return applied
+        parents = [o.job.id for o in outcomes if o.is_final and applied.get(o.job.id)]
+        if parents:
+            ring_on_commit(resolve_dependants(parents))
+    return set(applied)
 
 
-def _update_postgres(outcomes: list[Outcome]) -> set:
+def _update_postgres(outcomes: list[Outcome]) -> dict:
     params: list = []
     for o in outcomes:
         params += [
             o.job.id,
             o.job.attempt,
+            o.next_attempts_made,
             o.status.value,
             o.result_json,
             o.error,
@@ -92,14 +111,15 @@ def _update_postgres(outcomes: list[Outcome]) -> set:
     sql = _FINALIZE_SQL.format(rows=", ".join([_ROW] * len(outcomes)))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+        return dict(cursor.fetchall())
 
 
-def _update_orm(outcomes: list[Outcome]) -> set:
-    applied = set()
+def _update_orm(outcomes: list[Outcome]) -> dict:
+    applied = {}
     for o in outcomes:
         fields = {
             "status": o.status,
+            "attempts_made": o.next_attempts_made,
             "result": json.loads(o.result_json) if o.result_json is not None else None,
             "error": o.error,
             "started_at": o.started_at,
@@ -111,11 +131,10 @@ def _update_orm(outcomes: list[Outcome]) -> set:
             fields["run_at"] = o.run_at
         if o.status == JobStatus.COMPLETED:
             fields["progress"] = 100
-        updated = Job.objects.filter(
-            pk=o.job.id, status=JobStatus.ACTIVE, attempts_made=o.job.attempt
-        ).update(**fields)
-        if updated:
-            applied.add(o.job.id)
+        rows = Job.objects.filter(pk=o.job.id, status=JobStatus.ACTIVE, attempts_made=o.job.attempt)
+        has_dependants = rows.values_list("has_dependants", flat=True).first()
+        if rows.update(**fields):
+            applied[o.job.id] = bool(has_dependants)
     return applied
 
 

@@ -35,3 +35,11 @@ def fail(ctx, payload):
     if payload.get("permanent"):
         raise PermanentError(message)
     raise RuntimeError(message)
+
+
+@job("platform.apply-retention", queue="default", attempts=1)
+def apply_retention(ctx, payload):
+    """Delete finished jobs past their queue's retention (enqueued by runscheduler)."""
+    from queues.services import apply_retention as apply
+
+    return {"removed": apply()}

@@ -1,8 +1,10 @@
 """The maintenance loop run by ``runscheduler`` (safe to run in several copies).
 
-Each tick promotes due ``delayed`` jobs to ``waiting`` and wakes their queues; every few
-seconds it also re-wakes every unpaused queue that has waiting jobs, which is what makes a
-lost doorbell (Redis restarted or flushed, a worker killed holding the message) harmless.
+Each tick promotes due ``delayed`` jobs to ``waiting`` and wakes their queues. Every
+second it also recovers stalled jobs (expired locks); every few seconds it re-wakes each
+unpaused queue that has waiting jobs, which is what makes a lost doorbell (Redis restarted
+or flushed, a worker killed holding the message) harmless; every minute it enqueues the
+retention job (once: it has a unique key).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from django.utils import timezone
 
 from queues import doorbell
 from queues.models import Job, JobStatus, Queue
+from queues.recovery import recover_stalled
 
 logger = logging.getLogger("queues.maintenance")
 
 PROMOTE_BATCH = 5000
+RETENTION_KEY = "platform.apply-retention"
 
 
 def promote_delayed() -> list[str]:
@@ -49,28 +53,47 @@ def queues_with_waiting_jobs() -> list[str]:
     )
 
 
-def tick(*, rewake: bool) -> None:
-    promoted = promote_delayed()
-    names = set(promoted)
-    if rewake:
-        names.update(queues_with_waiting_jobs())
-    if names:
-        doorbell.ring(names)
+def enqueue_retention() -> None:
+    from queues.services import enqueue
+
+    enqueue("platform.apply-retention", {}, unique_key=RETENTION_KEY)
+
+
+class Maintenance:
+    """One copy of the loop; ``tick`` does whatever is due."""
+
+    def __init__(self) -> None:
+        self.next_rewake = 0.0
+        self.next_stall_check = 0.0
+        self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
+
+    def tick(self) -> None:
+        cfg = settings.JOBPLATFORM
+        now = time.monotonic()
+        names = set(promote_delayed())
+        if now >= self.next_stall_check:
+            names.update(recover_stalled())
+            self.next_stall_check = now + cfg["STALL_CHECK_INTERVAL"]
+        if now >= self.next_rewake:
+            names.update(queues_with_waiting_jobs())
+            self.next_rewake = now + cfg["REWAKE_INTERVAL"]
+        if now >= self.next_retention:
+            enqueue_retention()
+            self.next_retention = now + cfg["RETENTION_INTERVAL"]
+        if names:
+            doorbell.ring(names)
 
 
 def run_forever(stop: threading.Event) -> None:
-    cfg = settings.JOBPLATFORM
-    next_rewake = 0.0
+    loop = Maintenance()
     while not stop.is_set():
         started = time.monotonic()
-        rewake = started >= next_rewake
         try:
-            tick(rewake=rewake)
-            if rewake:
-                next_rewake = started + cfg["REWAKE_INTERVAL"]
+            loop.tick()
         except Exception:
             # Database or Redis away: log, drop the broken connection, try again next tick.
             logger.exception("maintenance tick failed; retrying")
             close_old_connections()
             stop.wait(1.0)
-        stop.wait(max(cfg["SCHEDULER_TICK"] - (time.monotonic() - started), 0.01))
+        elapsed = time.monotonic() - started
+        stop.wait(max(settings.JOBPLATFORM["SCHEDULER_TICK"] - elapsed, 0.01))

@@ -46,6 +46,10 @@ class Queue(models.Model):
         null=True, blank=True, default=7 * 24 * 3600, help_text="Seconds."
     )
 
+    # The current fixed rate-limit window (claims of rate-limited queues lock this row).
+    rate_window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_window_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -68,6 +72,9 @@ class JobStatus(models.TextChoices):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+UNFINISHED_STATUSES = frozenset(
+    {JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED, JobStatus.ACTIVE}
+)
 
 
 class Job(models.Model):
@@ -82,7 +89,9 @@ class Job(models.Model):
         default=0, db_default=0, help_text="Attempts started, ever; numbers the attempt rows."
     )
     attempts_base = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="attempts_made when the job was last retried by hand."
+        default=0,
+        db_default=0,
+        help_text="Attempts that do not count against max_attempts (stalls, manual retries).",
     )
     max_attempts = models.PositiveIntegerField(default=3)
     backoff = models.JSONField(default=default_backoff)
@@ -99,6 +108,13 @@ class Job(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
     stalled_count = models.PositiveIntegerField(default=0, db_default=0)
+    unique_key = models.CharField(
+        max_length=200,
+        null=True,
+        blank=True,
+        help_text="At most one unfinished job per queue has a given key.",
+    )
+    has_dependants = models.BooleanField(default=False, db_default=False, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -125,6 +141,12 @@ class Job(models.Model):
             ),
             # Per-queue counts by status.
             models.Index(fields=["queue", "status"], name="job_queue_status_idx"),
+            # Retention and "clean": finished jobs of a queue by age.
+            models.Index(
+                fields=["queue", "status", "finished_at"],
+                condition=Q(status__in=["completed", "failed", "cancelled"]),
+                name="job_finished_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -137,6 +159,14 @@ class Job(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=[s.value for s in JobStatus]), name="job_status_valid"
             ),
+            # enqueue(unique_key=...) relies on this: a second unfinished job with the key
+            # cannot exist, whatever races between callers.
+            models.UniqueConstraint(
+                fields=["queue", "unique_key"],
+                condition=Q(unique_key__isnull=False)
+                & Q(status__in=["waiting", "delayed", "blocked", "active"]),
+                name="job_unique_key_unfinished",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -145,6 +175,36 @@ class Job(models.Model):
     @property
     def attempts_left(self) -> int:
         return max(self.max_attempts - (self.attempts_made - self.attempts_base), 0)
+
+
+class JobDependency(models.Model):
+    """``job`` may start only when ``parent`` has finished (seed 003's flows)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
+    parent = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependant_links")
+    required = models.BooleanField(
+        default=True, help_text="A failed or cancelled required parent fails the job."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "parent"], name="job_dependency_unique"),
+        ]
+        indexes = [models.Index(fields=["parent"], name="job_dependency_parent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} after {self.parent_id}"
+
+
+class RateLimitWindow(models.Model):
+    """A fixed window of a keyed rate limit, when no Redis is configured."""
+
+    key = models.CharField(primary_key=True, max_length=250)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class AttemptOutcome(models.TextChoices):

@@ -17,6 +17,7 @@ import traceback as tb
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from queues import doorbell
@@ -25,14 +26,19 @@ from queues.claim import ClaimedJob, claim_jobs
 from queues.context import JobContext
 from queues.exceptions import PermanentError, UnknownHandler
 from queues.finalize import Outcome, finalize
+from queues.limits import RateLimited
 from queues.models import AttemptOutcome, JobStatus, Queue
+from queues.recovery import release_unstarted
 from queues.registry import get_handler
+from queues.runtime import JobCancelled, JobTimeout, Running, runtime
 
 logger = logging.getLogger("queues.runner")
 
 # Seconds per job, per queue, as this process has seen them: sizes the next claim so a
 # batch of slow jobs is not held by one worker while others idle.
 _seconds_per_job: dict[str, float] = {}
+# A rate-limited drain waits for the next window only if it opens this soon.
+MAX_RATE_WAIT = 1.0
 
 
 def worker_id() -> str:
@@ -54,12 +60,24 @@ def _learn(queue_name: str, seconds: float, jobs: int) -> None:
 
 
 def drain(queue_name: str) -> int:
-    """Run the queue's runnable jobs until it is empty (or the drain budget is spent).
+    """Run the queue's runnable jobs until it is empty, the drain budget is spent or the
+    worker is stopping. Returns the number of jobs run. A handler's failure never raises
+    here; it becomes the job's outcome."""
+    runtime.touch()
+    try:
+        doorbell.bell_answered(queue_name)
+    except Exception:
+        logger.warning("could not clear the doorbell of %s", queue_name, exc_info=True)
+    try:
+        return _drain(queue_name)
+    except (OperationalError, InterfaceError):
+        # Database away: claimed jobs keep their lock until stall recovery; try later.
+        logger.warning("drain of %s stopped: database unavailable", queue_name, exc_info=True)
+        connection.close()
+        return 0
 
-    Returns the number of jobs run. Never raises for a job's failure: handlers' errors
-    become job outcomes.
-    """
-    doorbell.bell_answered(queue_name)
+
+def _drain(queue_name: str) -> int:
     queue = Queue.objects.filter(name=queue_name).first()
     if queue is None:
         logger.warning("drain for unknown queue %r ignored", queue_name)
@@ -67,49 +85,115 @@ def drain(queue_name: str) -> int:
     me = worker_id()
     deadline = time.monotonic() + settings.JOBPLATFORM["DRAIN_BUDGET"]
     processed = 0
-    while True:
+    while not runtime.should_stop():
         limit = batch_size(queue_name)
-        jobs = claim_jobs(queue=queue, worker=me, limit=limit)
+        claim = claim_jobs(queue=queue, worker=me, limit=limit)
+        jobs = claim.jobs
+        runtime.touch()
         if not jobs:
+            wait = claim.retry_after
+            if wait is not None and wait <= min(MAX_RATE_WAIT, deadline - time.monotonic()):
+                time.sleep(wait)
+                continue
             break
         if len(jobs) == limit:
             # Probably more where these came from: let another worker join in.
-            doorbell.ring([queue_name])
+            doorbell.ring_quietly([queue_name])
         started = time.monotonic()
-        outcomes = [run_job(job, queue_name=queue_name, worker=me) for job in jobs]
-        finalize(outcomes, worker=me)
+        processed += _run_batch(jobs, queue=queue, worker=me)
         _learn(queue_name, time.monotonic() - started, len(jobs))
-        processed += len(jobs)
         if time.monotonic() >= deadline:
-            doorbell.ring([queue_name])
+            doorbell.ring_quietly([queue_name])
             break
     return processed
+
+
+def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
+    runtime.begin_batch(worker=worker, ids=[j.id for j in jobs], lock_duration=queue.lock_duration)
+    outcomes = []
+    try:
+        for index, job in enumerate(jobs):
+            if runtime.should_stop():
+                release_unstarted(ids=[j.id for j in jobs[index:]], worker=worker)
+                break
+            outcomes.append(run_job(job, queue_name=queue.name, worker=worker))
+        _finalize_with_retry(outcomes, worker=worker)
+    finally:
+        runtime.end_batch()
+    return len(outcomes)
+
+
+def _finalize_with_retry(outcomes: list[Outcome], *, worker: str) -> None:
+    # The jobs ran: keep trying to record that (e.g. across a Postgres restart) rather
+    # than let them stall and run again.
+    give_up = time.monotonic() + settings.JOBPLATFORM["FINALIZE_RETRY_SECONDS"]
+    pause = 0.2
+    while True:
+        try:
+            finalize(outcomes, worker=worker)
+            return
+        except (OperationalError, InterfaceError):
+            connection.close()
+            if time.monotonic() >= give_up:
+                raise
+            logger.warning("could not record %d outcomes; retrying", len(outcomes))
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
     """Run one claimed job's handler and decide what happens to the job next."""
     started_at = timezone.now()
     clock = time.perf_counter()
+
+    def fail(exc: BaseException, *, permanent: bool = False, outcome=AttemptOutcome.FAILED):
+        finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+        return failure_outcome(
+            job,
+            started_at=started_at,
+            finished_at=finished_at,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(tb.format_exception(exc)),
+            attempt_outcome=outcome,
+            permanent=permanent,
+        )
+
     ctx = JobContext(
         job_id=job.id, name=job.name, queue=queue_name, attempt=job.attempt, worker=worker
     )
+    runtime.begin_job(Running(job.id, job.attempt, queue_name, job.timeout))
     try:
         handler = get_handler(job.name)
         result = handler.func(ctx, job.payload)
         result_json = _result_json(result)
-    except UnknownHandler as exc:
-        return _failure(job, started_at, clock, exc, permanent=True)
-    except PermanentError as exc:
-        return _failure(job, started_at, clock, exc, permanent=True)
+    except JobTimeout as exc:
+        return fail(exc, outcome=AttemptOutcome.TIMEOUT)
+    except JobCancelled as exc:
+        return fail(exc, permanent=True, outcome=AttemptOutcome.CANCELLED)
+    except RateLimited as exc:
+        now = timezone.now()
+        return Outcome(
+            job=job,
+            status=JobStatus.DELAYED,
+            attempt_outcome=AttemptOutcome.FAILED,
+            started_at=started_at,
+            finished_at=now,
+            error=str(exc),
+            run_at=now + timedelta(seconds=exc.retry_in),
+            counted=False,
+        )
+    except (UnknownHandler, PermanentError) as exc:
+        return fail(exc, permanent=True)
     except Exception as exc:
-        return _failure(job, started_at, clock, exc, permanent=False)
-    finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+        return fail(exc)
+    finally:
+        runtime.end_job()
     return Outcome(
         job=job,
         status=JobStatus.COMPLETED,
         attempt_outcome=AttemptOutcome.COMPLETED,
         started_at=started_at,
-        finished_at=finished_at,
+        finished_at=started_at + timedelta(seconds=time.perf_counter() - clock),
         result_json=result_json,
     )
 
@@ -129,12 +213,18 @@ def _result_json(result: object) -> str | None:
         ) from exc
 
 
-def _failure(
-    job: ClaimedJob, started_at: datetime, clock: float, exc: BaseException, *, permanent: bool
+def failure_outcome(
+    job: ClaimedJob,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    error: str,
+    traceback: str,
+    attempt_outcome: AttemptOutcome,
+    permanent: bool,
 ) -> Outcome:
-    finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
-    error = f"{type(exc).__name__}: {exc}"
-    trace = "".join(tb.format_exception(exc))
+    """A failed try: retried after its backoff, or failed for good when the error is
+    permanent or the attempts are used up."""
     if permanent or job.attempts_exhausted:
         if not permanent:
             used = job.attempt - job.attempts_base
@@ -142,20 +232,20 @@ def _failure(
         return Outcome(
             job=job,
             status=JobStatus.FAILED,
-            attempt_outcome=AttemptOutcome.FAILED,
+            attempt_outcome=attempt_outcome,
             started_at=started_at,
             finished_at=finished_at,
             error=error,
-            traceback=trace,
+            traceback=traceback,
         )
     delay = retry_delay_ms(job.backoff, job.attempt - job.attempts_base)
     return Outcome(
         job=job,
         status=JobStatus.DELAYED,
-        attempt_outcome=AttemptOutcome.FAILED,
+        attempt_outcome=attempt_outcome,
         started_at=started_at,
         finished_at=finished_at,
         error=error,
-        traceback=trace,
+        traceback=traceback,
         run_at=finished_at + timedelta(milliseconds=delay),
     )

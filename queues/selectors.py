@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from queues.models import Job, JobStatus, Queue
 
@@ -27,3 +27,24 @@ def queue_counts() -> list[dict]:
             }
         )
     return result
+
+
+def dead_letters(*, queue: str | None = None, name: str | None = None) -> QuerySet[Job]:
+    """Jobs that failed for good (attempts exhausted, permanent error, too many stalls),
+    newest first, with their last error in ``error``."""
+    jobs = Job.objects.filter(status=JobStatus.FAILED).select_related("queue")
+    if queue:
+        jobs = jobs.filter(queue__name=queue)
+    if name:
+        jobs = jobs.filter(name=name)
+    return jobs.order_by("-finished_at")
+
+
+def job_dependencies(job: Job) -> QuerySet[Job]:
+    """The jobs ``job`` waits for."""
+    return Job.objects.filter(dependant_links__job=job).order_by("created_at")
+
+
+def job_dependants(job: Job) -> QuerySet[Job]:
+    """The jobs waiting for ``job``."""
+    return Job.objects.filter(dependency_links__parent=job).order_by("created_at")

@@ -1,0 +1,185 @@
+"""Putting jobs back after their worker went away: stalled locks, shutdowns, kills.
+
+A job is ``active`` only while some worker holds its lock (``locked_until``), which the
+worker's keeper thread renews. When the lock expires the worker is gone (killed, frozen,
+partitioned): the maintenance loop records the attempt as ``stalled`` and returns the job
+to ``waiting`` (the stalled try does not count against its attempts), or fails it once it
+has stalled more than its queue's ``max_stalled`` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
+
+STALL_BATCH = 1000
+
+
+def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
+    """Give back claimed jobs this worker never started (shutdown, or its process dying):
+    they return to ``waiting`` as if never claimed. Returns the queues to wake."""
+    from queues.services.enqueuing import ring_on_commit
+
+    ids = list(ids)
+    if not ids:
+        return []
+    with transaction.atomic():
+        names = sorted(
+            set(
+                Job.objects.filter(id__in=ids, status=JobStatus.ACTIVE, worker=worker)
+                .values_list("queue__name", flat=True)
+                .distinct()
+            )
+        )
+        Job.objects.filter(id__in=ids, status=JobStatus.ACTIVE, worker=worker).update(
+            status=JobStatus.WAITING,
+            attempts_made=F("attempts_made") - 1,
+            locked_until=None,
+            worker="",
+        )
+        ring_on_commit(names)
+    return names
+
+
+def recover_stalled(*, now: datetime | None = None) -> list[str]:
+    """Requeue (or fail) active jobs whose lock expired. Returns the queues to wake."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=JobStatus.ACTIVE, locked_until__lt=now)
+            .values(
+                "id",
+                "attempts_made",
+                "stalled_count",
+                "started_at",
+                "worker",
+                "locked_until",
+                "queue__name",
+                "queue__max_stalled",
+            )[:STALL_BATCH]
+        )
+        if not rows:
+            return []
+        reason = "its lock expired at {locked_until:%H:%M:%S}: worker {worker} stopped renewing it"
+        return _requeue(rows, now=now, reason=reason, count_stall=True)
+
+
+def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
+    """Requeue the active jobs of worker processes that were just killed (a shutdown past
+    its grace period, a frozen cluster restarted). Not counted as stalls or attempts."""
+    workers = [w for w in workers if w]
+    if not workers:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            Job.objects.select_for_update(of=("self",))
+            .filter(status=JobStatus.ACTIVE, worker__in=workers)
+            .values(
+                "id",
+                "attempts_made",
+                "stalled_count",
+                "started_at",
+                "worker",
+                "locked_until",
+                "queue__name",
+                "queue__max_stalled",
+            )
+        )
+        return _requeue(rows, now=now, reason=reason, count_stall=False)
+
+
+def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:
+    from queues.dependencies import resolve_dependants
+    from queues.services.enqueuing import ring_on_commit
+
+    back, failed, attempts = [], [], []
+    for row in rows:
+        stalls = row["stalled_count"] + (1 if count_stall else 0)
+        error = reason.format(**row)
+        if count_stall and stalls > row["queue__max_stalled"]:
+            failed.append(row["id"])
+            error = (
+                f"stalled {stalls} times (queue max_stalled={row['queue__max_stalled']}); "
+                f"last time {error}"
+            )
+        else:
+            back.append(row["id"])
+        started = row["started_at"] or now
+        attempts.append(
+            JobAttempt(
+                job_id=row["id"],
+                number=row["attempts_made"],
+                worker=row["worker"],
+                started_at=started,
+                finished_at=now,
+                duration_ms=max(int((now - started).total_seconds() * 1000), 0),
+                outcome=AttemptOutcome.STALLED,
+                error=error,
+            )
+        )
+        row["error"] = error
+    stall_increment = F("stalled_count") + (1 if count_stall else 0)
+    Job.objects.filter(id__in=back, status=JobStatus.ACTIVE).update(
+        status=JobStatus.WAITING,
+        stalled_count=stall_increment,
+        attempts_base=F("attempts_base") + 1,
+        locked_until=None,
+        worker="",
+    )
+    for row in rows:
+        if row["id"] in failed:
+            Job.objects.filter(id=row["id"], status=JobStatus.ACTIVE).update(
+                status=JobStatus.FAILED,
+                stalled_count=stall_increment,
+                error=row["error"],
+                finished_at=now,
+                locked_until=None,
+                worker="",
+            )
+    # The dead worker may have written its own row for this number: keep that one.
+    JobAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
+    names = sorted({row["queue__name"] for row in rows if row["id"] in set(back)})
+    names += resolve_dependants(failed)
+    ring_on_commit(names)
+    return sorted(set(names))
+
+
+def record_killed_attempt(*, running, worker: str, reason: str) -> None:
+    """Write the outcome of a job whose handler ignored its interrupt and is about to be
+    killed with its process: ``timeout`` (retried per policy) or ``cancelled``."""
+    from queues.claim import ClaimedJob
+    from queues.finalize import finalize
+    from queues.runner import failure_outcome
+
+    job = Job.objects.filter(pk=running.job_id).first()
+    if job is None:
+        return
+    claimed = ClaimedJob.from_job(job, attempt=running.attempt)
+    started = timezone.now() - timedelta(seconds=time_since(running.started))
+    outcome = failure_outcome(
+        claimed,
+        started_at=started,
+        finished_at=timezone.now(),
+        error=reason,
+        traceback="",
+        attempt_outcome=(
+            AttemptOutcome.CANCELLED if running.cancel_seen is not None else AttemptOutcome.TIMEOUT
+        ),
+        permanent=False,
+    )
+    finalize([outcome], worker=worker)
+
+
+def time_since(monotonic_start: float) -> float:
+    import time
+
+    return max(time.monotonic() - monotonic_start, 0.0)

@@ -1,0 +1,226 @@
+"""The worker-process side of reliability: lock renewal, hard timeouts, forced cancel and
+graceful stop.
+
+Each django-q2 worker process that runs drains gets one ``Runtime``. A keeper thread
+renews the locks of the batch the process holds (so a long job never looks stalled while
+its process lives), watches the running job for cancellation, and enforces the hard limits:
+
+- timeout: ``SIGALRM`` (``setitimer``) interrupts the handler with ``JobTimeout``;
+- cancel: once a job is cancelled the handler has ``CANCEL_GRACE`` seconds to notice
+  ``ctx.is_cancelled()``; then it is interrupted with ``JobCancelled``;
+- a handler that swallows the interrupt (or is stuck in C code) is killed with its process
+  after ``HARD_KILL_GRACE``: the keeper records the attempt first, releases the rest of
+  the batch, and django-q2 starts a fresh worker process.
+
+``runworker`` creates the shared ``stopping`` event and ``activity`` stamp before forking
+its cluster, so every worker process sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+logger = logging.getLogger("queues.runtime")
+
+# Set by runworker (queues.supervisor) before the cluster forks.
+shared_stopping = None  # multiprocessing.Event: stop taking jobs
+shared_activity = None  # multiprocessing.Value("d"): last sign of life (time.time())
+
+KEEPER_TICK = 0.5
+
+
+class JobInterrupt(BaseException):
+    """Raised inside a handler to stop it. A BaseException, so that ``except Exception``
+    in handler code does not swallow it."""
+
+
+class JobTimeout(JobInterrupt):
+    pass
+
+
+class JobCancelled(JobInterrupt):
+    pass
+
+
+@dataclass
+class Running:
+    job_id: UUID
+    attempt: int
+    queue: str
+    timeout: float | None
+    started: float = field(default_factory=time.monotonic)
+    cancel_seen: float | None = None
+    interrupted: float | None = None
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.worker = ""
+        self.batch: set[UUID] = set()
+        self.lock_duration = 30
+        self.running: Running | None = None
+        self.interrupt_reason: str | None = None
+        self._keeper: threading.Thread | None = None
+        self._next_extend = 0.0
+        self._alarm_installed = False
+
+    # --- shared state ---------------------------------------------------------------
+
+    def should_stop(self) -> bool:
+        return shared_stopping is not None and shared_stopping.is_set()
+
+    def touch(self) -> None:
+        if shared_activity is not None:
+            shared_activity.value = time.time()
+
+    # --- batch and job bookkeeping (called from the drain, main thread) -------------
+
+    def begin_batch(self, *, worker: str, ids: list[UUID], lock_duration: int) -> None:
+        with self._lock:
+            self.worker = worker
+            self.batch = set(ids)
+            self.lock_duration = lock_duration
+            self._next_extend = time.monotonic() + max(lock_duration / 3, 0.5)
+        self._ensure_keeper()
+        self.touch()
+
+    def end_batch(self) -> None:
+        with self._lock:
+            self.batch = set()
+            self.running = None
+        self.touch()
+
+    def forget(self, job_id: UUID) -> None:
+        with self._lock:
+            self.batch.discard(job_id)
+
+    def begin_job(self, running: Running) -> None:
+        self._install_alarm()
+        with self._lock:
+            self.running = running
+            self.interrupt_reason = None
+        if running.timeout and self._alarm_installed:
+            signal.setitimer(signal.ITIMER_REAL, running.timeout)
+
+    def end_job(self) -> None:
+        if self._alarm_installed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        with self._lock:
+            self.running = None
+            self.interrupt_reason = None
+
+    # --- interrupts ---------------------------------------------------------------------
+
+    def _install_alarm(self) -> None:
+        if self._alarm_installed or threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        self._alarm_installed = True
+
+    def _on_alarm(self, signum, frame) -> None:
+        with self._lock:
+            running, reason = self.running, self.interrupt_reason
+            self.interrupt_reason = None
+            if running is not None:
+                running.interrupted = time.monotonic()
+        if running is None:
+            return
+        if reason == "cancelled":
+            raise JobCancelled("the job was cancelled and did not stop within the grace period")
+        raise JobTimeout(f"the job exceeded its timeout of {running.timeout:g}s")
+
+    # --- keeper thread ------------------------------------------------------------------
+
+    def _ensure_keeper(self) -> None:
+        if self._keeper is not None and self._keeper.is_alive():
+            return
+        self._keeper = threading.Thread(target=self._keep, name="jobplatform-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        while True:
+            time.sleep(KEEPER_TICK)
+            try:
+                self._tick()
+            except Exception:
+                logger.exception("lock keeper tick failed")
+                connection.close()
+
+    def _tick(self) -> None:
+        with self._lock:
+            batch, running, worker = set(self.batch), self.running, self.worker
+            lock_duration = self.lock_duration
+        if not batch:
+            return
+        self.touch()
+        now = time.monotonic()
+        if now >= self._next_extend:
+            self._extend_locks(batch, worker, lock_duration)
+            self._next_extend = now + max(lock_duration / 3, 0.5)
+        if running is None:
+            return
+        cfg = settings.JOBPLATFORM
+        if running.cancel_seen is None and self._is_cancelled(running.job_id):
+            running.cancel_seen = now
+        cancel_due = running.cancel_seen is not None and running.interrupted is None
+        if cancel_due and now - running.cancel_seen >= cfg["CANCEL_GRACE"]:
+            self._interrupt("cancelled")
+        overdue = running.timeout is not None and now - running.started >= (
+            running.timeout + cfg["HARD_KILL_GRACE"]
+        )
+        ignored = running.interrupted is not None and (
+            now - running.interrupted >= cfg["HARD_KILL_GRACE"]
+        )
+        if overdue or ignored:
+            self._kill_self(running, batch, worker)
+
+    def _extend_locks(self, batch: set[UUID], worker: str, lock_duration: int) -> None:
+        from queues.models import Job, JobStatus
+
+        Job.objects.filter(id__in=batch, status=JobStatus.ACTIVE, worker=worker).update(
+            locked_until=timezone.now() + timedelta(seconds=lock_duration)
+        )
+
+    def _is_cancelled(self, job_id: UUID) -> bool:
+        from queues.models import Job, JobStatus
+
+        return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
+
+    def _interrupt(self, reason: str) -> None:
+        with self._lock:
+            self.interrupt_reason = reason
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+
+    def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
+        """The handler ignored its interrupt: record the attempt, release the rest of the
+        batch, and end this process (django-q2 replaces it)."""
+        from queues.recovery import record_killed_attempt, release_unstarted
+
+        reason = (
+            "cancelled, and the handler did not stop: its worker process was killed"
+            if running.cancel_seen is not None
+            else f"exceeded its timeout of {running.timeout:g}s and did not stop: its "
+            "worker process was killed"
+        )
+        logger.error("job %s %s", running.job_id, reason)
+        try:
+            with transaction.atomic():
+                record_killed_attempt(running=running, worker=worker, reason=reason)
+            release_unstarted(ids=batch - {running.job_id}, worker=worker)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+runtime = Runtime()

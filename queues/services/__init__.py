@@ -1,0 +1,27 @@
+"""Every state change of queues and jobs. Admin, API, commands and handlers call these."""
+
+from queues.services.enqueuing import enqueue, enqueue_many, get_queue, ring_on_commit
+from queues.services.jobs import cancel_job, cancel_jobs, retry_job, retry_jobs
+from queues.services.queues import (
+    apply_retention,
+    clean_queue,
+    empty_queue,
+    pause_queue,
+    resume_queue,
+)
+
+__all__ = [
+    "apply_retention",
+    "cancel_job",
+    "cancel_jobs",
+    "clean_queue",
+    "empty_queue",
+    "enqueue",
+    "enqueue_many",
+    "get_queue",
+    "pause_queue",
+    "resume_queue",
+    "retry_job",
+    "retry_jobs",
+    "ring_on_commit",
+]

@@ -1,0 +1,103 @@
+"""Retry and cancel, one job or every job a queryset matches (one statement, server-side)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from queues.dependencies import resolve_dependants
+from queues.exceptions import InvalidJobState, JobNotFound
+from queues.models import FINAL_STATUSES, Job, JobStatus
+from queues.services.enqueuing import ring_on_commit
+
+RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
+CANCELLABLE = (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED, JobStatus.ACTIVE)
+
+
+def get_job(job_id: UUID | str) -> Job:
+    try:
+        job = Job.objects.select_related("queue").filter(pk=job_id).first()
+    except Exception:  # a malformed UUID string
+        job = None
+    if job is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    return job
+
+
+def _retry_fields() -> dict:
+    # The job keeps its options (priority, timeout, attempts, backoff, payload); it gets a
+    # fresh set of attempts: those made so far stop counting.
+    return {
+        "status": JobStatus.WAITING,
+        "attempts_base": F("attempts_made"),
+        "run_at": None,
+        "progress": 0,
+        "result": None,
+        "error": "",
+        "finished_at": None,
+    }
+
+
+def retry_job(job_id: UUID | str) -> Job:
+    """Run a failed or cancelled job again, with its original options."""
+    job = get_job(job_id)
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, status__in=RETRYABLE).update(**_retry_fields()):
+            raise InvalidJobState(
+                f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried"
+            )
+        ring_on_commit([job.queue.name])
+    job.refresh_from_db()
+    return job
+
+
+def retry_jobs(jobs: QuerySet[Job]) -> int:
+    """Retry every failed or cancelled job in ``jobs`` (e.g. the dead-letter set, filtered)
+    with one UPDATE. Returns how many."""
+    with transaction.atomic():
+        ids = jobs.filter(status__in=RETRYABLE).values("id")
+        names = list(
+            Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
+        )
+        count = Job.objects.filter(id__in=ids, status__in=RETRYABLE).update(**_retry_fields())
+        ring_on_commit(names)
+    return count
+
+
+def cancel_job(job_id: UUID | str) -> Job:
+    """Cancel a job that has not finished. An active job's handler should check
+    ``ctx.is_cancelled()``; if it has not stopped after ``CANCEL_GRACE`` seconds it is
+    interrupted. Whatever it returns afterwards is discarded."""
+    job = get_job(job_id)
+    with transaction.atomic():
+        if not _cancel(Job.objects.filter(pk=job.pk)):
+            job.refresh_from_db()
+            state = job.status if job.status in FINAL_STATUSES else "not cancellable"
+            raise InvalidJobState(f"job {job.pk} is already {state}; it cannot be cancelled")
+    job.refresh_from_db()
+    return job
+
+
+def cancel_jobs(jobs: QuerySet[Job]) -> int:
+    """Cancel every unfinished job in ``jobs``. Returns how many."""
+    with transaction.atomic():
+        return _cancel(jobs)
+
+
+def _cancel(jobs: QuerySet[Job]) -> int:
+    ids = list(
+        jobs.filter(status__in=CANCELLABLE)
+        .select_for_update(of=("self",))
+        .values_list("id", flat=True)
+    )
+    if not ids:
+        return 0
+    count = Job.objects.filter(id__in=ids, status__in=CANCELLABLE).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now(), locked_until=None
+    )
+    parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
+    ring_on_commit(resolve_dependants(list(parents)))
+    return count

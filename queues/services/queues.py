@@ -1,0 +1,133 @@
+"""Queue operations as seed 001's queue service: pause, resume, empty, clean, retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from queues.exceptions import InvalidJobState, QueueNotFound
+from queues.models import FINAL_STATUSES, Job, JobAttempt, JobDependency, JobLog, JobStatus, Queue
+from queues.services.enqueuing import ring_on_commit
+from queues.services.jobs import _cancel
+
+CLEANABLE = (
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+    JobStatus.WAITING,
+    JobStatus.DELAYED,
+)
+RETENTION_BATCH = 10_000
+
+
+def _queue(name: str) -> Queue:
+    queue = Queue.objects.filter(name=name).first()
+    if queue is None:
+        raise QueueNotFound(f"no queue is named {name!r}")
+    return queue
+
+
+def pause_queue(name: str) -> Queue:
+    """Stop workers from starting jobs of this queue (active jobs finish)."""
+    queue = _queue(name)
+    Queue.objects.filter(pk=queue.pk).update(paused=True, updated_at=timezone.now())
+    queue.refresh_from_db()
+    return queue
+
+
+def resume_queue(name: str) -> Queue:
+    """Let workers take jobs of this queue again, and wake them."""
+    queue = _queue(name)
+    with transaction.atomic():
+        Queue.objects.filter(pk=queue.pk).update(paused=False, updated_at=timezone.now())
+        ring_on_commit([queue.name])
+    queue.refresh_from_db()
+    return queue
+
+
+def empty_queue(name: str, *, include_delayed: bool = False) -> int:
+    """Delete the queue's waiting jobs (and delayed ones if asked). Returns how many."""
+    queue = _queue(name)
+    statuses = [JobStatus.WAITING] + ([JobStatus.DELAYED] if include_delayed else [])
+    return _delete_unstarted(Job.objects.filter(queue=queue, status__in=statuses))
+
+
+def clean_queue(name: str, *, status: str, grace_ms: int = 0, limit: int = 1000) -> int:
+    """Delete up to ``limit`` jobs of the queue in ``status`` older than ``grace_ms``
+    (finished jobs by finish time, others by creation time). Never active or blocked jobs."""
+    queue = _queue(name)
+    if status not in CLEANABLE:
+        raise InvalidJobState(f"clean takes a status among {', '.join(CLEANABLE)}, got {status!r}")
+    if grace_ms < 0 or limit < 1:
+        raise InvalidJobState("grace_ms must be >= 0 and limit >= 1")
+    cutoff = timezone.now() - timedelta(milliseconds=grace_ms)
+    age = "finished_at" if status in FINAL_STATUSES else "created_at"
+    ids = list(
+        Job.objects.filter(queue=queue, status=status, **{f"{age}__lte": cutoff})
+        .order_by(age)
+        .values_list("id", flat=True)[:limit]
+    )
+    if status in FINAL_STATUSES:
+        return _delete_ids(ids, statuses=[status])
+    return _delete_unstarted(Job.objects.filter(id__in=ids, status=status))
+
+
+def _delete_unstarted(jobs) -> int:
+    # Their dependants must not wait forever: cancel first (resolving dependants the
+    # way a cancelled parent does), then delete.
+    with transaction.atomic():
+        ids = list(jobs.values_list("id", flat=True))
+        _cancel(Job.objects.filter(id__in=ids))
+        return _delete_ids(ids, statuses=[JobStatus.CANCELLED])
+
+
+def _delete_ids(ids, *, statuses) -> int:
+    if not ids:
+        return 0
+    with transaction.atomic():
+        ids = list(
+            Job.objects.filter(id__in=ids, status__in=statuses)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        JobAttempt.objects.filter(job_id__in=ids).delete()
+        JobLog.objects.filter(job_id__in=ids).delete()
+        JobDependency.objects.filter(Q(job_id__in=ids) | Q(parent_id__in=ids)).delete()
+        deleted, _ = Job.objects.filter(id__in=ids).only("id").delete()
+    return deleted
+
+
+def apply_retention(*, now=None) -> dict[str, int]:
+    """Delete finished jobs past their queue's retention (seed 001: completed kept 24 h and
+    at most 1000, failed kept 7 days). Never touches unfinished jobs. Returns counts."""
+    now = now or timezone.now()
+    removed: dict[str, int] = {}
+    for queue in Queue.objects.all():
+        count = 0
+        completed = Job.objects.filter(queue=queue, status=JobStatus.COMPLETED)
+        if queue.keep_completed_age is not None:
+            old = completed.filter(
+                finished_at__lt=now - timedelta(seconds=queue.keep_completed_age)
+            )
+            count += _delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.COMPLETED])
+        if queue.keep_completed_count is not None:
+            beyond = completed.order_by("-finished_at", "-id")[queue.keep_completed_count :]
+            ids = list(beyond.values_list("id", flat=True)[:RETENTION_BATCH])
+            count += _delete_ids(ids, statuses=[JobStatus.COMPLETED])
+        if queue.keep_failed_age is not None:
+            old = Job.objects.filter(
+                queue=queue,
+                status=JobStatus.FAILED,
+                finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
+            )
+            count += _delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.FAILED])
+        if count:
+            removed[queue.name] = count
+    return removed
+
+
+def _ids(qs, order: str) -> list:
+    return list(qs.order_by(order).values_list("id", flat=True)[:RETENTION_BATCH])
