@@ -163,6 +163,9 @@ class Runtime:
             batch, running, worker = set(self.batch), self.running, self.worker
             lock_duration = self.lock_duration
         if not batch:
+            # Idle: hold no database connection (the worker's own one does the work).
+            if connection.connection is not None:
+                connection.close()
             return
         self.touch()
         now = time.monotonic()
@@ -172,7 +175,9 @@ class Runtime:
         if running is None:
             return
         cfg = settings.JOBPLATFORM
-        if running.cancel_seen is None and self._is_cancelled(running.job_id):
+        # Short jobs never cost a query here; from a second on, look for a cancel each tick.
+        watch = now - running.started >= 1.0
+        if watch and running.cancel_seen is None and self._is_cancelled(running.job_id):
             running.cancel_seen = now
         cancel_due = running.cancel_seen is not None and running.interrupted is None
         if cancel_due and now - running.cancel_seen >= cfg["CANCEL_GRACE"]:

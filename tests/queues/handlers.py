@@ -1,5 +1,7 @@
 """Handlers registered only by the tests."""
 
+import time
+
 from queues import job
 from queues.services import cancel_job
 
@@ -37,3 +39,37 @@ def flaky(ctx, payload):
     if ctx.attempt < payload["succeed_on"]:
         raise ConnectionError(f"try {ctx.attempt} failed")
     return {"attempt": ctx.attempt}
+
+
+@job("test.sleep_first")
+def sleep_first(ctx, payload):
+    """Hangs on its first attempt (long enough to be killed), returns on later ones."""
+    if ctx.attempt == 1:
+        time.sleep(payload.get("seconds", 60))
+    return {"attempt": ctx.attempt}
+
+
+@job("test.slow")
+def slow(ctx, payload):
+    time.sleep(payload["seconds"])
+    return {"slept": payload["seconds"]}
+
+
+@job("test.stubborn")
+def stubborn(ctx, payload):
+    """Swallows every interrupt: only killing its process stops it."""
+    deadline = time.monotonic() + payload.get("seconds", 60)
+    while time.monotonic() < deadline:
+        try:  # noqa: SIM105  (swallowing the interrupt is the point of this handler)
+            time.sleep(0.05)
+        except BaseException:
+            pass
+    return {"done": True}
+
+
+@job("test.sms")
+def sms(ctx, payload):
+    ctx.rate_limit(
+        f"phone:{payload['phone']}", limit=payload.get("limit", 2), per=payload.get("per", 1)
+    )
+    return {"sent": payload["phone"]}

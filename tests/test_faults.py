@@ -1,0 +1,367 @@
+"""Faults injected into real processes on real Postgres and Redis.
+
+Each test prints how long recovery took (``-s`` shows it; the README's Guarantees cite it).
+"""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import OperationalError, connection
+
+from queues import cancel_job, enqueue, enqueue_many
+from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue, Worker
+from queues.supervisor import descendants
+from tests.helpers import alive, free_port, wait_for
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
+
+FAST = {"REWAKE_INTERVAL": "1", "STALL_CHECK_INTERVAL": "0.5", "WORKER_TTL": "6"}
+
+
+def report(name: str, seconds: float) -> None:
+    print(f"\nRECOVERY {name}: {seconds:.2f}s")
+
+
+def status(job) -> str:
+    return Job.objects.values_list("status", flat=True).get(pk=job.pk)
+
+
+def start_platform(processes, *, workers=1, scheduler=True, **env):
+    worker = processes.start("runworker", "--workers", str(workers), **FAST, **env)
+    if scheduler:
+        processes.start("runscheduler", **FAST, **env)
+    wait_for(Worker.objects.exists, timeout=30, message="the worker to register")
+    return worker
+
+
+def active_worker_pid(job) -> int:
+    worker = wait_for(
+        lambda: (
+            Job.objects.filter(pk=job.pk, status=JobStatus.ACTIVE)
+            .values_list("worker", flat=True)
+            .first()
+        ),
+        timeout=30,
+        message=f"job {job.pk} to become active",
+    )
+    return int(worker.rsplit(":", 1)[1])
+
+
+def test_kill_9_of_a_worker_mid_job_stalls_it_and_runs_it_again(processes):
+    Queue.objects.filter(name="default").update(lock_duration=2)
+    start_platform(processes)
+    job = enqueue("test.sleep_first", {"seconds": 60})
+    pid = active_worker_pid(job)
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: status(job) == JobStatus.COMPLETED, timeout=30, message="the rerun")
+    report("worker kill -9 mid-job -> rerun completed", time.monotonic() - killed_at)
+    job.refresh_from_db()
+    assert list(job.attempts.values_list("number", "outcome")) == [
+        (1, AttemptOutcome.STALLED),
+        (2, AttemptOutcome.COMPLETED),
+    ]
+    assert "stopped renewing it" in job.attempts.get(number=1).error
+    assert job.stalled_count == 1
+    assert job.result == {"attempt": 2}
+    # The stalled try did not use up one of the job's attempts.
+    assert job.attempts_made - job.attempts_base == 1
+
+
+def test_a_job_that_keeps_stalling_fails_after_max_stalled(processes):
+    Queue.objects.filter(name="default").update(lock_duration=2, max_stalled=1)
+    start_platform(processes)
+    job = enqueue("platform.sleep", {"seconds": 120})
+    for attempt in (1, 2):
+        wait_for(
+            lambda a=attempt: Job.objects.filter(
+                pk=job.pk, status=JobStatus.ACTIVE, attempts_made=a
+            ).exists(),
+            timeout=30,
+            message=f"attempt {attempt}",
+        )
+        os.kill(active_worker_pid(job), signal.SIGKILL)
+    wait_for(lambda: status(job) == JobStatus.FAILED, timeout=30, message="the job to fail")
+    job.refresh_from_db()
+    assert job.error.startswith("stalled 2 times (queue max_stalled=1)")
+    assert list(job.attempts.values_list("outcome", flat=True)) == ["stalled", "stalled"]
+
+
+def test_kill_9_of_the_whole_runworker_loses_nothing(processes):
+    Queue.objects.filter(name="default").update(lock_duration=2)
+    worker = start_platform(processes, workers=2)
+    jobs = enqueue_many([{"name": "test.slow", "payload": {"seconds": 0.1}} for _ in range(40)])
+    wait_for(
+        lambda: (
+            Job.objects.filter(status=JobStatus.COMPLETED).count() >= 4
+            and Job.objects.filter(status=JobStatus.ACTIVE).exists()
+        ),
+        timeout=30,
+        message="work in progress",
+    )
+    processes.kill(worker)  # SIGKILL to the whole process group
+    killed_at = time.monotonic()
+    assert Job.objects.filter(status__in=[JobStatus.ACTIVE, JobStatus.WAITING]).exists()
+    processes.start("runworker", "--workers", "2", **FAST)
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == len(jobs),
+        timeout=60,
+        message="every job to complete after the restart",
+    )
+    report("runworker kill -9 + restart -> all 40 completed", time.monotonic() - killed_at)
+    assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() == len(jobs)
+    assert set(JobAttempt.objects.values_list("outcome", flat=True)) <= {"completed", "stalled"}
+
+
+@pytest.mark.parametrize("target", ["main process", "process group"])
+def test_sigterm_finishes_active_jobs_keeps_the_rest_waiting_and_exits(processes, target):
+    worker = start_platform(processes, scheduler=False, SHUTDOWN_GRACE="20")
+    running = enqueue("test.slow", {"seconds": 1.5})
+    active_worker_pid(running)
+    waiting = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(5)])
+    family = descendants(worker.pid)
+    sent_at = time.monotonic()
+    if target == "main process":
+        os.kill(worker.pid, signal.SIGTERM)
+    else:
+        os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, processes.output(worker)
+    report(f"SIGTERM to the {target} -> clean exit", time.monotonic() - sent_at)
+    assert status(running) == JobStatus.COMPLETED
+    assert {status(j) for j in waiting} == {JobStatus.WAITING}
+    assert not Job.objects.filter(status=JobStatus.ACTIVE).exists()
+    assert Job.objects.filter(attempts_made__gt=0).count() == 1
+    wait_for(lambda: not any(alive(pid) for pid in family), timeout=10, message="no orphans")
+    assert not Worker.objects.exists()
+
+
+def test_sigterm_past_the_grace_period_puts_the_job_back(processes):
+    worker = start_platform(processes, scheduler=False, SHUTDOWN_GRACE="1")
+    job = enqueue("test.slow", {"seconds": 60})
+    active_worker_pid(job)
+    family = descendants(worker.pid)
+    sent_at = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, processes.output(worker)
+    report("SIGTERM past grace -> exit, job back to waiting", time.monotonic() - sent_at)
+    job.refresh_from_db()
+    assert job.status == JobStatus.WAITING
+    attempt = job.attempts.get()
+    assert attempt.outcome == AttemptOutcome.STALLED
+    assert "its worker was stopped before the job finished" in attempt.error
+    assert job.attempts_made - job.attempts_base == 0  # not counted against the job
+    wait_for(lambda: not any(alive(pid) for pid in family), timeout=10, message="no orphans")
+
+
+def test_a_cluster_frozen_by_killed_idle_workers_is_restarted(processes):
+    worker = start_platform(processes, workers=2, FREEZE_SECONDS="3")
+    warmup = enqueue("platform.echo", {})
+    wait_for(lambda: status(warmup) == JobStatus.COMPLETED, timeout=30, message="warm-up")
+    (sentinel,) = [p for p in descendants(worker.pid) if p in _children(worker.pid)]
+    # Kill every idle process of the cluster: the one blocked reading the task queue
+    # dies holding its lock, which freezes django-q2 (issue #23).
+    for pid in _children(sentinel):
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    jobs = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(3)])
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in jobs),
+        timeout=60,
+        message="jobs after the freeze",
+    )
+    report("idle workers kill -9 (frozen cluster) -> jobs complete", time.monotonic() - killed_at)
+    assert "restarting it" in processes.output(worker)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == pid]
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def test_hard_timeout_kills_a_handler_that_ignores_it(processes):
+    start_platform(processes, HARD_KILL_GRACE="1")
+    job = enqueue("test.stubborn", {"seconds": 60}, timeout=0.5, attempts=1)
+    wait_for(lambda: status(job) == JobStatus.FAILED, timeout=30, message="the timeout")
+    job.refresh_from_db()
+    assert "exceeded its timeout of 0.5s and did not stop" in job.error
+    assert job.attempts.get().outcome == AttemptOutcome.TIMEOUT
+    after = enqueue("platform.echo", {})
+    wait_for(lambda: status(after) == JobStatus.COMPLETED, timeout=30, message="a fresh worker")
+
+
+@pytest.mark.parametrize(
+    ("handler", "payload", "how"),
+    [
+        ("platform.sleep", {"seconds": 30}, "cooperatively"),
+        ("test.slow", {"seconds": 30}, "by force after the grace period"),
+    ],
+)
+def test_cancelling_an_active_job_stops_it(processes, handler, payload, how):
+    start_platform(processes, CANCEL_GRACE="1")
+    job = enqueue(handler, payload)
+    pid = active_worker_pid(job)
+    cancelled_at = time.monotonic()
+    cancel_job(job.pk)
+    wait_for(
+        lambda: JobAttempt.objects.filter(job=job).exists(), timeout=20, message="the attempt end"
+    )
+    report(f"cancel active job {how} -> stopped", time.monotonic() - cancelled_at)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.attempts.get().outcome == AttemptOutcome.CANCELLED
+    after = enqueue("platform.echo", {})
+    wait_for(lambda: status(after) == JobStatus.COMPLETED, timeout=20, message="the next job")
+    assert after.attempts.get().worker.endswith(f":{pid}")  # the worker process survived
+
+
+def test_concurrency_cap_holds_across_workers(processes):
+    Queue.objects.filter(name="default").update(concurrency=1)
+    start_platform(processes, workers=2)
+    enqueue_many([{"name": "test.slow", "payload": {"seconds": 0.3}} for _ in range(4)])
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == 4,
+        timeout=60,
+        message="4 jobs",
+    )
+    spans = sorted(JobAttempt.objects.values_list("started_at", "finished_at"))
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(3)), spans
+
+
+def test_queue_rate_limit_is_shared_by_workers(processes):
+    Queue.objects.filter(name="default").update(rate_limit_max=4, rate_limit_duration_ms=500)
+    start_platform(processes, workers=2)
+    enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(12)])
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == 12,
+        timeout=60,
+        message="12 jobs",
+    )
+    starts = sorted(JobAttempt.objects.values_list("started_at", flat=True))
+    assert all((starts[i + 4] - starts[i]).total_seconds() >= 0.45 for i in range(8)), starts
+
+
+@pytest.fixture
+def private_redis(settings):
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    procs = []
+
+    def start():
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        wait_for(lambda: _pings(client), timeout=10, message="redis to start")
+
+    start()
+    settings.REDIS_URL = url
+    yield url, client, start, procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+def test_redis_flushall_and_restart_lose_no_job(processes, private_redis):
+    url, client, start_redis, procs = private_redis
+    start_platform(processes, workers=2, REDIS_URL=url)
+    Queue.objects.filter(name="default").update(paused=True)  # no ring: let them wait
+    first = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(50)])
+    # The drain that enqueue rang has run and found the queue paused: nothing is pending.
+    wait_for(
+        lambda: not client.keys("django_q:*:q") and not client.keys("jobplatform:bell:*"),
+        timeout=10,
+        message="the doorbell to be answered",
+    )
+    client.flushall()
+    Queue.objects.filter(name="default").update(paused=False)  # again without a ring
+    flushed_at = time.monotonic()
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == len(first),
+        timeout=30,
+        message="jobs after FLUSHALL",
+    )
+    report("Redis FLUSHALL -> 50 waiting jobs completed", time.monotonic() - flushed_at)
+
+    procs[-1].terminate()
+    procs[-1].wait(timeout=10)
+    second = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(30)])
+    start_redis()
+    restarted_at = time.monotonic()
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == len(first) + len(second),
+        timeout=60,
+        message="jobs after the Redis restart",
+    )
+    report(
+        "Redis restart -> 30 jobs enqueued while down completed", time.monotonic() - restarted_at
+    )
+
+
+def _postgres_version() -> str:
+    return sorted(os.listdir("/etc/postgresql"), key=lambda v: [int(x) for x in v.split(".")])[-1]
+
+
+def test_postgres_restart_while_workers_run(processes):
+    start_platform(processes, workers=2)
+    jobs = enqueue_many([{"name": "test.slow", "payload": {"seconds": 0.01}} for _ in range(300)])
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() >= 30,
+        timeout=30,
+        message="work in progress",
+    )
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            _postgres_version(),
+            "main",
+            "restart",
+            "-m",
+            "fast",
+        ],
+        check=True,
+        timeout=120,
+    )
+    restarted_at = time.monotonic()
+    connection.close()
+
+    def all_done() -> bool:
+        try:
+            done = Job.objects.filter(status=JobStatus.COMPLETED).count() == len(jobs)
+            return done and not Job.objects.filter(status=JobStatus.ACTIVE).exists()
+        except OperationalError:
+            connection.close()
+            return False
+
+    wait_for(all_done, timeout=90, interval=0.2, message="every job after the restart")
+    report(
+        "Postgres restart (from its start) -> all 300 completed", time.monotonic() - restarted_at
+    )
+    assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() >= len(jobs)
