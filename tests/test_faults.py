@@ -330,12 +330,15 @@ def _postgres_version() -> str:
 
 def test_postgres_restart_while_workers_run(processes):
     start_platform(processes, workers=2)
-    jobs = enqueue_many([{"name": "test.slow", "payload": {"seconds": 0.01}} for _ in range(300)])
+    jobs = enqueue_many([{"name": "test.slow", "payload": {"seconds": 0.02}} for _ in range(400)])
     wait_for(
         lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() >= 30,
         timeout=30,
         message="work in progress",
     )
+    unfinished = Job.objects.exclude(status=JobStatus.COMPLETED).count()
+    assert unfinished > 100  # the restart lands in the middle of the work
+    restarted_at = time.monotonic()
     subprocess.run(
         [
             "pg_ctlcluster",
@@ -349,7 +352,6 @@ def test_postgres_restart_while_workers_run(processes):
         check=True,
         timeout=120,
     )
-    restarted_at = time.monotonic()
     connection.close()
 
     def all_done() -> bool:
@@ -362,6 +364,6 @@ def test_postgres_restart_while_workers_run(processes):
 
     wait_for(all_done, timeout=90, interval=0.2, message="every job after the restart")
     report(
-        "Postgres restart (from its start) -> all 300 completed", time.monotonic() - restarted_at
+        f"Postgres restart with {unfinished} jobs unfinished -> all completed", time.monotonic() - restarted_at
     )
     assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() >= len(jobs)
