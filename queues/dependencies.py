@@ -1,5 +1,7 @@
 """Job dependencies (seed 003's flows): a ``blocked`` job starts when its parents finish.
 
+A required parent that fails or is cancelled fails its blocked children at once (and
+theirs, in cascade); otherwise a child starts when its last parent finishes.
 Resolution runs in the transaction that finishes a parent. It locks each blocked child
 *before* reading its parents' statuses, in a new statement, so two parents finishing at
 the same time in two transactions cannot both miss the moment the last one finished
@@ -45,9 +47,11 @@ def resolve_dependants(parent_ids: Iterable[UUID]) -> list[str]:
         now = timezone.now()
         for child in children:
             links = parents[child]
-            if any(status not in FINAL_STATUSES for _, status, _ in links):
-                continue
+            # A required parent that failed decides at once: the child can never run, and
+            # must not wait (a later clean-up could delete the only record of the failure).
             broken = [(p, s) for p, s, required in links if required and s in FAILING_PARENT]
+            if not broken and any(status not in FINAL_STATUSES for _, status, _ in links):
+                continue
             if broken:
                 parent, status = broken[0]
                 Job.objects.filter(pk=child, status=JobStatus.BLOCKED).update(

@@ -364,6 +364,7 @@ def test_postgres_restart_while_workers_run(processes):
 
     wait_for(all_done, timeout=90, interval=0.2, message="every job after the restart")
     report(
-        f"Postgres restart with {unfinished} jobs unfinished -> all completed", time.monotonic() - restarted_at
+        f"Postgres restart with {unfinished} jobs unfinished -> all completed",
+        time.monotonic() - restarted_at,
     )
     assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() >= len(jobs)

@@ -356,8 +356,10 @@ def _insert(jobs: list[Job]) -> list[Job]:
             job = jobs[i]
             if job.id in inserted:
                 continue
+            # Locked, like a dependency parent: it cannot finish before our links commit.
             other = (
-                Job.objects.select_related("queue")
+                Job.objects.select_for_update(of=("self",))
+                .select_related("queue")
                 .filter(queue=job.queue, unique_key=job.unique_key, status__in=UNFINISHED_STATUSES)
                 .first()
             )

@@ -102,7 +102,8 @@ def _delete_ids(ids, *, statuses) -> int:
 
 def apply_retention(*, now=None) -> dict[str, int]:
     """Delete finished jobs past their queue's retention (seed 001: completed kept 24 h and
-    at most 1000, failed kept 7 days). Never touches unfinished jobs. Returns counts."""
+    at most 1000, failed and cancelled kept 7 days). Never touches unfinished jobs.
+    Returns counts."""
     now = now or timezone.now()
     removed: dict[str, int] = {}
     for queue in Queue.objects.all():
@@ -118,12 +119,14 @@ def apply_retention(*, now=None) -> dict[str, int]:
             ids = list(beyond.values_list("id", flat=True)[:RETENTION_BATCH])
             count += _delete_ids(ids, statuses=[JobStatus.COMPLETED])
         if queue.keep_failed_age is not None:
+            # Cancelled jobs are kept as long as failed ones.
+            ended = [JobStatus.FAILED, JobStatus.CANCELLED]
             old = Job.objects.filter(
                 queue=queue,
-                status=JobStatus.FAILED,
+                status__in=ended,
                 finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
             )
-            count += _delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.FAILED])
+            count += _delete_ids(_ids(old, "finished_at"), statuses=ended)
         if count:
             removed[queue.name] = count
     return removed

@@ -55,6 +55,8 @@ def test_fan_out_children_wait_for_their_parent_then_run():
     parent = echo()
     children = [echo("email", depends_on=[parent.pk]) for _ in range(3)]
     assert [c.status for c in children] == [B, B, B]
+    assert list(job_dependants(parent)) == children  # selectors: in creation order
+    assert list(job_dependencies(children[1])) == [parent]
     assert drain("email") == 0  # blocked jobs are not claimed
     assert drain("default") == 1
     assert status(parent, *children) == [C, W, W, W]
@@ -64,7 +66,9 @@ def test_fan_out_children_wait_for_their_parent_then_run():
 
 def test_fan_in_child_waits_for_the_last_parent():
     parents = [echo(q) for q in ("default", "sms", "notification")]
-    child = echo("email", depends_on=[p.pk for p in parents])
+    child = echo("email", depends_on=[str(p.pk) for p in parents])
+    assert list(job_dependencies(child)) == parents
+    assert [list(job_dependants(p)) for p in parents] == [[child]] * 3
     assert drain("default") == 1
     assert drain("sms") == 1
     assert status(child) == [B]
@@ -145,16 +149,6 @@ def test_enqueue_many_builds_a_dag_from_refs_in_one_call():
     tags = [tag for tag, _ in handlers.started]
     assert tags[0] == "a" and sorted(tags[1:3]) == ["b", "c"] and tags[3] == "d"
     assert status(a, b, c, d) == [C, C, C, C]
-
-
-def test_selectors_list_parents_and_children_in_creation_order():
-    p1, p2 = echo(), echo()
-    c1 = echo(depends_on=[p1.pk, p2.pk])
-    c2 = echo(depends_on=[str(p1.pk)])
-    assert list(job_dependencies(c1)) == [p1, p2]
-    assert list(job_dependencies(c2)) == [p1]
-    assert list(job_dependants(p1)) == [c1, c2]
-    assert list(job_dependants(p2)) == [c1]
 
 
 # --- bad input writes nothing ---------------------------------------------------------------
@@ -293,14 +287,8 @@ def test_empty_queue_deletes_only_waiting_jobs_unless_asked_for_delayed():
     assert Job.objects.count() == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: deleting a failed/cancelled parent of a still-blocked fan-in child (empty_queue, "
-    "clean_queue, apply_retention) also deletes the JobDependency row recording the failure; when "
-    "the other parent completes the child becomes waiting and runs",
-)
 @pytest.mark.parametrize("remove", ["empty_queue", "clean_queue", "apply_retention"])
-def test_removing_a_failed_parent_of_a_fan_in_child_still_fails_the_child(remove):
+def test_a_failed_required_parent_fails_a_fan_in_child_at_once(remove):
     doomed = echo("email") if remove == "empty_queue" else permanent_failure("email")
     other = echo("sms")
     child = echo(depends_on=[doomed.pk, other.pk])
@@ -308,16 +296,17 @@ def test_removing_a_failed_parent_of_a_fan_in_child_still_fails_the_child(remove
         assert empty_queue("email") == 1
     else:
         drain("email")
-        assert status(child) == [B]  # waits for `other` although a required parent failed
+        # Failed without waiting for `other`: it can never run.
+        assert status(child) == [F]
         ago(doomed, days=30)
         if remove == "clean_queue":
             assert clean_queue("email", status="failed") == 1
         else:
             assert apply_retention() == {"email": 1}
     assert not Job.objects.filter(pk=doomed.pk).exists()
-    assert status(child) == [B]
-    drain("sms")
     assert status(child) == [F]
+    drain("sms")
+    assert status(other, child) == [C, F]
 
 
 def test_clean_queue_deletes_old_completed_jobs_up_to_the_limit():
