@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -59,6 +60,17 @@ def enqueue_retention() -> None:
     enqueue("platform.apply-retention", {}, unique_key=RETENTION_KEY)
 
 
+# Other apps add work to each tick (scheduling fires due schedules) without queues
+# importing them. A hook takes no arguments and may return the seconds until it next has
+# something to do, so the loop can wake up on time instead of at the next tick.
+_tick_hooks: list[Callable[[], float | None]] = []
+
+
+def register_tick_hook(hook: Callable[[], float | None]) -> None:
+    if hook not in _tick_hooks:
+        _tick_hooks.append(hook)
+
+
 class Maintenance:
     """One copy of the loop; ``tick`` does whatever is due."""
 
@@ -67,7 +79,7 @@ class Maintenance:
         self.next_stall_check = 0.0
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
 
-    def tick(self) -> None:
+    def tick(self) -> float | None:
         cfg = settings.JOBPLATFORM
         now = time.monotonic()
         names = set(promote_delayed())
@@ -82,18 +94,31 @@ class Maintenance:
             self.next_retention = now + cfg["RETENTION_INTERVAL"]
         if names:
             doorbell.ring(names)
+        hints = []
+        for hook in _tick_hooks:
+            try:
+                hint = hook()
+            except Exception:
+                logger.exception("maintenance hook %s failed", getattr(hook, "__name__", hook))
+                continue
+            if hint is not None:
+                hints.append(hint)
+        return min(hints, default=None)
 
 
 def run_forever(stop: threading.Event) -> None:
     loop = Maintenance()
     while not stop.is_set():
         started = time.monotonic()
+        wake_in = None
         try:
-            loop.tick()
+            wake_in = loop.tick()
         except Exception:
             # Database or Redis away: log, drop the broken connection, try again next tick.
             logger.exception("maintenance tick failed; retrying")
             close_old_connections()
             stop.wait(1.0)
-        elapsed = time.monotonic() - started
-        stop.wait(max(settings.JOBPLATFORM["SCHEDULER_TICK"] - elapsed, 0.01))
+        pause = settings.JOBPLATFORM["SCHEDULER_TICK"] - (time.monotonic() - started)
+        if wake_in is not None:
+            pause = min(pause, wake_in)
+        stop.wait(max(pause, 0.001))

@@ -1,6 +1,12 @@
 """Every state change of queues and jobs. Admin, API, commands and handlers call these."""
 
-from queues.services.enqueuing import enqueue, enqueue_many, get_queue, ring_on_commit
+from queues.services.enqueuing import (
+    enqueue,
+    enqueue_many,
+    get_queue,
+    ring_on_commit,
+    validate_job,
+)
 from queues.services.jobs import cancel_job, cancel_jobs, retry_job, retry_jobs
 from queues.services.queues import (
     apply_retention,
@@ -24,4 +30,5 @@ __all__ = [
     "retry_job",
     "retry_jobs",
     "ring_on_commit",
+    "validate_job",
 ]

@@ -208,6 +208,12 @@ def _job_id(value: Any) -> UUID:
 # --- writing ------------------------------------------------------------------------------
 
 
+def validate_job(name: str, payload: Any = None, **options: Any) -> None:
+    """Check that ``enqueue(name, payload, **options)`` would be accepted, writing nothing
+    (schedules use it to refuse a bad definition up front)."""
+    _plan(name, payload, options, timezone.now())
+
+
 def enqueue(name: str, payload: Any = None, **options: Any) -> Job:
     """Enqueue one job and return it.
 

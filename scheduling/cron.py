@@ -1,0 +1,95 @@
+"""Cron expressions: validation, time zones (with daylight saving) and descriptions.
+
+Next run times are computed on the wall clock of the schedule's zone and then placed on
+the time line: a time repeated when clocks fall back runs once (its first occurrence); a
+time skipped when clocks spring forward runs once, just after the gap.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, croniter
+
+SUB_MINUTE_HINT = (
+    "cron schedules have minute resolution: for periods under a minute use an interval "
+    "schedule (e.g. every 10 seconds)"
+)
+FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be accepted; the message says why and what to do."""
+
+
+def parse_cron(expression: str) -> str:
+    """Validate a 5-field cron expression (or seed 002's 6 fields with a seconds field of
+    0 first) and return it as 5 fields."""
+    if not isinstance(expression, str) or not expression.strip():
+        raise ScheduleError("a cron expression is required, e.g. '0 2 * * *'")
+    fields = expression.split()
+    if len(fields) == 6:
+        seconds = fields[0]
+        if seconds.lstrip("0") != "":
+            raise ScheduleError(
+                f"the seconds field of {expression!r} is {seconds!r}; only 0 is accepted, "
+                f"because {SUB_MINUTE_HINT}"
+            )
+        fields = fields[1:]
+    elif len(fields) != 5:
+        raise ScheduleError(
+            f"{expression!r} has {len(fields)} fields; a cron expression has 5 (minute hour "
+            "day-of-month month day-of-week) or 6 with seconds (0) first"
+        )
+    normalized = " ".join(fields)
+    if not croniter.is_valid(normalized):
+        for index, value in enumerate(fields):
+            probe = ["*"] * 5
+            probe[index] = value
+            if not croniter.is_valid(" ".join(probe)):
+                raise ScheduleError(
+                    f"invalid {FIELDS[index]} field {value!r} in cron expression {expression!r}"
+                )
+        raise ScheduleError(f"invalid cron expression {expression!r}")
+    return normalized
+
+
+def get_zone(name) -> ZoneInfo:
+    if isinstance(name, ZoneInfo):
+        return name
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(
+            f"unknown time zone {name!r} (use an IANA name like 'Asia/Shanghai')"
+        ) from None
+
+
+def next_after(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
+    """The first instant strictly after ``after`` (aware) when the cron fires, in UTC."""
+    local = after.astimezone(zone).replace(tzinfo=None, fold=0)
+    try:
+        it = croniter(expression, local)
+        for _ in range(1000):
+            candidate = it.get_next(datetime)
+            # fold=0: an ambiguous wall time means its first occurrence; a wall time in a
+            # spring-forward gap lands just after the gap.
+            instant = candidate.replace(tzinfo=zone, fold=0).astimezone(UTC)
+            if instant > after:
+                return instant
+    except CroniterBadDateError:
+        pass
+    raise ScheduleError(f"cron expression {expression!r} never fires")
+
+
+def describe(expression: str) -> str:
+    """Human-readable text, as django-celery-beat's admin shows it."""
+    from cron_descriptor import Options, get_description
+
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return get_description(expression, options)
+    except Exception:
+        return expression

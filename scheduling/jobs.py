@@ -1,0 +1,66 @@
+"""Handlers of the system schedules."""
+
+from datetime import timedelta
+
+from django.db.models import Avg, Count, F, Q
+from django.utils import timezone
+
+from queues import job
+from queues.models import Job, JobStatus, Queue, RateLimitWindow, Worker
+from queues.services import apply_retention, clean_queue
+
+
+@job("system.cleanup-expired-data", queue="log-processing", attempts=3)
+def cleanup_expired_data(ctx, payload):
+    removed = apply_retention()
+    now = timezone.now()
+    ctx.progress(60)
+    windows, _ = RateLimitWindow.objects.filter(window_start__lt=now - timedelta(days=1)).delete()
+    workers, _ = Worker.objects.filter(last_heartbeat__lt=now - timedelta(days=1)).delete()
+    return {"jobs": removed, "rate_limit_windows": windows, "workers": workers}
+
+
+@job("system.cleanup-completed-jobs", queue="log-processing", attempts=3)
+def cleanup_completed_jobs(ctx, payload):
+    grace_ms = int(payload.get("grace_ms", 24 * 3600 * 1000))
+    cleaned = {}
+    for name in Queue.objects.values_list("name", flat=True):
+        count = clean_queue(name, status="completed", grace_ms=grace_ms, limit=100_000)
+        if count:
+            cleaned[name] = count
+    return {"cleaned": cleaned}
+
+
+def _report(hours: int) -> dict:
+    since = timezone.now() - timedelta(hours=hours)
+    rows = (
+        Job.objects.filter(finished_at__gte=since)
+        .values("queue__name")
+        .annotate(
+            completed=Count("id", filter=Q(status=JobStatus.COMPLETED)),
+            failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+            cancelled=Count("id", filter=Q(status=JobStatus.CANCELLED)),
+            avg_ms=Avg(F("finished_at") - F("started_at")),
+        )
+        .order_by("queue__name")
+    )
+    queues = {}
+    for row in rows:
+        avg = row["avg_ms"]
+        queues[row["queue__name"]] = {
+            "completed": row["completed"],
+            "failed": row["failed"],
+            "cancelled": row["cancelled"],
+            "avg_duration_ms": round(avg.total_seconds() * 1000, 1) if avg else None,
+        }
+    return {"since": since.isoformat(), "hours": hours, "queues": queues}
+
+
+@job("system.hourly-report", queue="report-generation")
+def hourly_report(ctx, payload):
+    return _report(1)
+
+
+@job("system.daily-report", queue="report-generation")
+def daily_report(ctx, payload):
+    return _report(24)

@@ -1,0 +1,40 @@
+"""Reads of schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from scheduling.calendar import cron_expression, period, upcoming, zone_name
+from scheduling.cron import describe
+from scheduling.models import ScheduledJob, ScheduleRun
+
+
+def schedules_with_last_run() -> QuerySet[ScheduledJob]:
+    """Schedules annotated with their last run's job status (no query per row)."""
+    last = ScheduleRun.objects.filter(schedule=OuterRef("pk")).order_by("-due_at")
+    return ScheduledJob.objects.select_related("crontab", "interval", "clocked", "queue").annotate(
+        last_run_status=Subquery(last.values("job__status")[:1])
+    )
+
+
+def describe_schedule(schedule: ScheduledJob) -> str:
+    if schedule.crontab_id:
+        return f"{describe(cron_expression(schedule))} ({zone_name(schedule)})"
+    if schedule.interval_id:
+        return f"Every {period(schedule)}"
+    if schedule.clocked_id:
+        return f"Once at {schedule.clocked.clocked_time:%Y-%m-%d %H:%M:%S %Z}"
+    return ""
+
+
+def next_runs(schedule: ScheduledJob, count: int = 5, *, after: datetime | None = None) -> list:
+    if schedule.status != 1:
+        return []
+    return upcoming(schedule, after=after or timezone.now(), count=count)
+
+
+def run_history(schedule: ScheduledJob) -> QuerySet[ScheduleRun]:
+    return schedule.runs.select_related("job").order_by("-due_at")
