@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["platform", "q2", "q2-nosave", "celery"]
+SCENARIOS = ["platform", "q2", "q2-nosave", "celery", "schedule-lateness"]
 
 
 def ensure_database(url: str) -> None:
@@ -69,7 +69,7 @@ def main() -> None:
         check=True,
     )
 
-    rows = []
+    rows, lateness = [], None
     for scenario in [s for s in args.only.split(",") if s]:
         if scenario not in SCENARIOS:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
@@ -82,8 +82,11 @@ def main() -> None:
             text=True,
         )
         row = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"  {row['scenario']}: {row['per_second']} jobs/s", file=sys.stderr, flush=True)
+        print(f"  {row}", file=sys.stderr, flush=True)
+        if "firings" in row:
+            lateness = row
+        else:
+            rows.append(row)
 
     cpus = os.cpu_count()
     print(
@@ -96,6 +99,12 @@ def main() -> None:
         print(
             f"| {row['scenario']} | {row['per_second']:,.0f} | {row['seconds']:.2f} "
             f"| {row['enqueue_per_second']:,.0f} |"
+        )
+    if lateness:
+        print(
+            f"\nSchedule fire lateness (one runscheduler, {lateness['firings']} firings of 10 "
+            f"interval schedules): p50 {lateness['p50_ms']} ms, p99 {lateness['p99_ms']} ms, "
+            f"max {lateness['max_ms']} ms"
         )
 
 

@@ -176,9 +176,55 @@ def run_celery(jobs: int) -> dict:
         stop(worker)
 
 
+def run_schedule_lateness(firings: int) -> dict:
+    """Fire lateness of schedules through one runscheduler: 10 interval schedules every
+    second, staggered by 100 ms, until ``firings`` runs happened."""
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "jobplatform.settings"
+    django.setup()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queues.models import Job
+    from scheduling import services
+    from scheduling.models import ScheduledJob, ScheduleRun
+
+    ScheduleRun.objects.all().delete()
+    ScheduledJob.objects.filter(name__startswith="bench-").delete()
+    Job.objects.all().delete()
+    scheduler = start([sys.executable, "manage.py", "runscheduler"], os.environ.copy())
+    try:
+        start_at = timezone.now() + timedelta(seconds=3)
+        for i in range(10):
+            services.create_schedule(
+                name=f"bench-{i}",
+                handler="platform.echo",
+                every=1,
+                start_at=start_at + timedelta(milliseconds=100 * i),
+                misfire_policy="skip",
+            )
+        runs = ScheduleRun.objects.filter(schedule__name__startswith="bench-")
+        wait_for(lambda: runs.count() >= firings, 120, "the firings")
+        ScheduledJob.objects.filter(name__startswith="bench-").update(status=0, next_run_at=None)
+        lateness = sorted(r.lateness_ms for r in runs.order_by("due_at")[:firings])
+    finally:
+        stop(scheduler)
+    return {
+        "scenario": "schedule fire lateness",
+        "firings": len(lateness),
+        "p50_ms": lateness[len(lateness) // 2],
+        "p99_ms": lateness[max(int(len(lateness) * 0.99) - 1, 0)],
+        "max_ms": lateness[-1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["platform", "q2", "q2-nosave", "celery"])
+    parser.add_argument(
+        "scenario", choices=["platform", "q2", "q2-nosave", "celery", "schedule-lateness"]
+    )
     parser.add_argument("--jobs", type=int, default=5000)
     args = parser.parse_args()
     if args.scenario == "platform":
@@ -187,6 +233,8 @@ def main() -> None:
         out = run_q2(args.jobs, 250)
     elif args.scenario == "q2-nosave":
         out = run_q2(args.jobs, -1)
+    elif args.scenario == "schedule-lateness":
+        out = run_schedule_lateness(120)
     else:
         out = run_celery(args.jobs)
     print(json.dumps(out), flush=True)
