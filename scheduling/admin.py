@@ -52,6 +52,11 @@ class ScheduledJobForm(forms.ModelForm):
             "timeout",
         ]
 
+    def _get_validation_exclusions(self):
+        # clean() checks "exactly one kind of schedule" with a message a user can act on;
+        # keep the model's CheckConstraint from repeating it in raw form.
+        return super()._get_validation_exclusions() | {"crontab", "interval", "clocked"}
+
     def clean(self):
         data = super().clean()
         cron = (data.get("cron") or "").strip()
@@ -188,6 +193,8 @@ class ScheduledJobAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         services.reschedule(obj)
+        if not change and obj.run_immediately and obj.status == ScheduleStatus.ENABLED:
+            services.fire_immediately(obj)
 
     def _set_status(self, request, queryset, status, label):
         for schedule in queryset:

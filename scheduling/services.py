@@ -112,7 +112,7 @@ def create_schedule(
             schedule.next_run_at = next_occurrence(schedule, now)
         schedule.save()
         if run_immediately and schedule.status == ScheduleStatus.ENABLED:
-            _run(schedule, due=now, trigger=RunTrigger.IMMEDIATE, now=now)
+            fire_immediately(schedule, now=now)
     return schedule
 
 
@@ -252,6 +252,13 @@ def run_now(schedule: ScheduledJob, *, now: datetime | None = None) -> ScheduleR
     if run is None:
         raise ScheduleError("a run for this instant already exists; try again")
     return run
+
+
+def fire_immediately(schedule: ScheduledJob, *, now: datetime | None = None) -> ScheduleRun | None:
+    """The one run a schedule created with ``run_immediately`` gets at once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        return _run(schedule, due=now, trigger=RunTrigger.IMMEDIATE, now=now)
 
 
 def _run(

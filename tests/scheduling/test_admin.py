@@ -1,0 +1,259 @@
+"""The ScheduledJob admin: changelist, change page, add form, actions and permissions."""
+
+from datetime import UTC, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule
+
+from queues.models import Job
+from scheduling import services
+from scheduling.models import RunTrigger, ScheduledJob, ScheduleRun, ScheduleStatus
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/scheduling/scheduledjob/"
+ADD = CHANGELIST + "add/"
+
+
+def make_schedules(start: int, stop: int) -> None:
+    """Cron (which also has a run), interval and clocked schedules, in turn."""
+    for i in range(start, stop):
+        name = f"s{i:02d}"
+        if i % 3 == 0:
+            s = services.create_schedule(
+                name=name, handler="platform.echo", cron="0 2 * * *", timezone_name="Asia/Shanghai"
+            )
+            services.run_now(s)
+        elif i % 3 == 1:
+            services.create_schedule(name=name, handler="platform.echo", every=i, period="minutes")
+        else:
+            at = timezone.now() + timedelta(days=i)
+            services.create_schedule(name=name, handler="platform.sleep", run_at=at)
+
+
+def cron_schedule(name="nightly", **kw) -> ScheduledJob:
+    return services.create_schedule(name=name, handler="platform.echo", cron="0 2 * * *", **kw)
+
+
+def form_data(**overrides) -> dict:
+    data = {
+        "name": "weekday-report",
+        "status": "1",
+        "handler": "platform.echo",
+        "payload": "{}",
+        "cron": "0 9 * * 1-5",
+        "timezone_name": "Asia/Shanghai",
+        "misfire_policy": "run_once",
+        "max_catch_up": "10",
+        # The run-history inline (prefix "runs") is part of the add form.
+        "runs-TOTAL_FORMS": "0",
+        "runs-INITIAL_FORMS": "0",
+        "runs-MIN_NUM_FORMS": "0",
+        "runs-MAX_NUM_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def post_action(client, action: str, *schedules):
+    return client.post(
+        CHANGELIST,
+        {"action": action, "index": "0", "_selected_action": [s.pk for s in schedules]},
+    )
+
+
+def staff_client(client, django_user_model, *codenames: str):
+    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    perms = Permission.objects.filter(content_type__app_label="scheduling", codename__in=codenames)
+    assert perms.count() == len(codenames)
+    user.user_permissions.set(perms)
+    client.force_login(user)
+    return client
+
+
+# --- changelist -----------------------------------------------------------------------
+
+
+def test_changelist_queries_do_not_grow_with_rows(admin_client, django_assert_max_num_queries):
+    make_schedules(0, 5)
+    with CaptureQueriesContext(connection) as five:
+        assert admin_client.get(CHANGELIST).status_code == 200
+    make_schedules(5, 30)
+    with django_assert_max_num_queries(len(five.captured_queries)):
+        response = admin_client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 30
+    assert len(five.captured_queries) <= 10
+    rows = response.context["cl"].result_list
+    # The last outcome comes from the annotation: "waiting" for the 10 that ran.
+    assert [r.last_run_status for r in rows] == ["waiting", None, None] * 10
+    html = response.content.decode()
+    assert html.count("At 02:00 (Asia/Shanghai)") == 10
+    assert "Every 0:01:00" in html  # s01: every 1 minute
+    clocked = ScheduledJob.objects.get(name="s02").clocked.clocked_time
+    assert f"Once at {clocked:%Y-%m-%d %H:%M:%S} UTC" in html
+
+
+# --- change page ----------------------------------------------------------------------
+
+
+def test_change_page_shows_run_history_and_next_runs(admin_client):
+    schedule = cron_schedule()
+    run = services.run_now(schedule)
+    response = admin_client.get(f"{CHANGELIST}{schedule.pk}/change/")
+    assert response.status_code == 200
+    (formset,) = response.context["inline_admin_formsets"]
+    assert formset.opts.model is ScheduleRun
+    assert [f.original for f in formset] == [run]
+    html = response.content.decode()
+    assert "Next runs" in html
+    schedule.refresh_from_db()
+    first = schedule.next_run_at.astimezone(UTC)
+    assert f"{first:%Y-%m-%d %H:%M:%S}, {first + timedelta(days=1):%Y-%m-%d %H:%M:%S}" in html
+    assert "Run now" in html  # the run's trigger
+    assert run.job.status in html
+
+
+# --- add form -------------------------------------------------------------------------
+
+
+def test_add_page_has_the_runs_inline_management_form(admin_client):
+    response = admin_client.get(ADD)
+    assert response.status_code == 200
+    assert 'name="runs-TOTAL_FORMS"' in response.content.decode()
+
+
+def test_add_with_a_cron_string_and_zone(admin_client):
+    response = admin_client.post(ADD, form_data())
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    schedule = ScheduledJob.objects.get(name="weekday-report")
+    crontab = schedule.crontab
+    assert (crontab.minute, crontab.hour, crontab.day_of_month) == ("0", "9", "*")
+    assert (crontab.month_of_year, crontab.day_of_week) == ("*", "1-5")
+    assert str(crontab.timezone) == "Asia/Shanghai"
+    assert schedule.interval is None and schedule.clocked is None
+    assert schedule.status == ScheduleStatus.ENABLED
+    assert schedule.next_run_at is not None and schedule.next_run_at > timezone.now()
+    local = schedule.next_run_at.astimezone(crontab.timezone)
+    assert (local.hour, local.minute) == (9, 0) and local.isoweekday() <= 5
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("61 * * * *", "invalid minute field &#x27;61&#x27;"),
+        ("*/10 * * * * *", "use an interval schedule"),
+    ],
+)
+def test_add_with_a_bad_cron_creates_nothing(admin_client, cron, message):
+    response = admin_client.post(ADD, form_data(cron=cron))
+    assert response.status_code == 200
+    assert len(response.context["adminform"].form.errors["cron"]) == 1
+    assert message in response.content.decode()
+    assert not ScheduledJob.objects.exists()
+    assert not CrontabSchedule.objects.filter(hour="9").exists()
+
+
+@pytest.mark.parametrize("cron", ["61 * * * *", ""])
+def test_add_without_a_schedule_shows_only_the_clear_error(admin_client, cron):
+    response = admin_client.post(ADD, form_data(cron=cron))
+    form = response.context["adminform"].form
+    assert "schedule_exactly_one_kind" not in str(form.errors)
+
+
+def test_add_with_run_immediately_runs_once(admin_client):
+    response = admin_client.post(ADD, form_data(run_immediately="on"))
+    assert response.status_code == 302
+    run = ScheduleRun.objects.get()
+    assert (run.trigger, run.job) == (RunTrigger.IMMEDIATE, Job.objects.get())
+
+
+def test_add_with_an_unknown_handler_creates_nothing(admin_client):
+    response = admin_client.post(ADD, form_data(handler="platform.nope"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.non_field_errors()
+    assert len(errors) == 1
+    assert "no job handler is registered as 'platform.nope'" in errors[0]
+    assert not ScheduledJob.objects.exists()
+
+
+# --- actions --------------------------------------------------------------------------
+
+
+def test_status_actions(admin_client):
+    a, b = cron_schedule("a"), cron_schedule("b")
+    next_run = a.next_run_at
+
+    post_action(admin_client, "disable_schedules", a, b)
+    assert list(ScheduledJob.objects.values_list("status", "next_run_at")) == [
+        (ScheduleStatus.DISABLED, None),
+        (ScheduleStatus.DISABLED, None),
+    ]
+    post_action(admin_client, "enable_schedules", a)
+    a.refresh_from_db()
+    assert (a.status, a.next_run_at) == (ScheduleStatus.ENABLED, next_run)
+    post_action(admin_client, "pause_schedules", a)
+    a.refresh_from_db()
+    assert (a.status, a.next_run_at) == (ScheduleStatus.PAUSED, next_run)
+    b.refresh_from_db()
+    assert (b.status, b.next_run_at) == (ScheduleStatus.DISABLED, None)
+
+
+def test_run_now_action(admin_client):
+    schedule = cron_schedule()
+    response = post_action(admin_client, "run_now", schedule)
+    assert response.status_code == 302
+    messages = [str(m) for m in get_messages(response.wsgi_request)]
+    assert messages == ["1 schedule(s) run now."]
+    run = ScheduleRun.objects.get()
+    assert (run.schedule, run.trigger) == (schedule, RunTrigger.MANUAL)
+    job = Job.objects.get()
+    assert run.job == job
+    assert (job.name, job.queue.name) == ("platform.echo", "default")
+    assert ScheduledJob.objects.get().next_run_at == schedule.next_run_at
+
+
+# --- permissions ----------------------------------------------------------------------
+
+
+def test_view_and_change_only_has_no_actions(client, django_user_model):
+    client = staff_client(client, django_user_model, "view_scheduledjob", "change_scheduledjob")
+    schedule = cron_schedule()
+    response = client.get(CHANGELIST)
+    assert response.status_code == 200
+    assert response.context["action_form"] is None  # every action is filtered out
+    html = response.content.decode()
+    for action in ("enable_schedules", "disable_schedules", "pause_schedules", "run_now"):
+        assert f'value="{action}"' not in html
+        # With no action available the POST just renders the changelist again.
+        refused = post_action(client, action, schedule)
+        assert refused.status_code == 200
+        assert list(get_messages(refused.wsgi_request)) == []
+    after = ScheduledJob.objects.get()
+    assert (after.status, after.next_run_at) == (ScheduleStatus.ENABLED, schedule.next_run_at)
+    assert not ScheduleRun.objects.exists() and not Job.objects.exists()
+
+
+def test_run_permission_allows_run_now_only(client, django_user_model):
+    client = staff_client(client, django_user_model, "view_scheduledjob", "run_schedule")
+    schedule = cron_schedule()
+    choices = client.get(CHANGELIST).context["action_form"].fields["action"].choices
+    assert [name for name, _ in choices] == ["", "run_now"]
+    post_action(client, "run_now", schedule)
+    post_action(client, "disable_schedules", schedule)
+    assert ScheduleRun.objects.get().job == Job.objects.get()
+    assert ScheduledJob.objects.get().status == ScheduleStatus.ENABLED
+
+
+# --- django-celery-beat ---------------------------------------------------------------
+
+
+def test_celery_beat_admin(admin_client):
+    assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 404
+    for model in ("crontabschedule", "intervalschedule", "clockedschedule"):
+        assert admin_client.get(f"/admin/django_celery_beat/{model}/").status_code == 200
