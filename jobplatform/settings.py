@@ -203,6 +203,13 @@ JOBPLATFORM = {
     "FREEZE_SECONDS": float(os.environ.get("FREEZE_SECONDS", "20")),
     # Seconds between sweeps for expired locks (stalled jobs).
     "STALL_CHECK_INTERVAL": float(os.environ.get("STALL_CHECK_INTERVAL", "1")),
+    # Seconds between refreshes of the per-queue counts the dashboard shows.
+    "SNAPSHOT_INTERVAL": float(os.environ.get("SNAPSHOT_INTERVAL", "5")),
+    # Dashboard alert thresholds (seed 001).
+    "ALERT_WAITING": env_int("ALERT_WAITING", 1000),
+    "ALERT_FAILURE_RATE": float(os.environ.get("ALERT_FAILURE_RATE", "0.05")),
+    "ALERT_AVG_SECONDS": float(os.environ.get("ALERT_AVG_SECONDS", "10")),
+    "ALERT_LATENCY_SECONDS": float(os.environ.get("ALERT_LATENCY_SECONDS", "60")),
     # Seconds between retention runs (the platform.apply-retention job).
     "RETENTION_INTERVAL": float(os.environ.get("RETENTION_INTERVAL", "60")),
     # How long a worker keeps retrying to record a batch's outcomes while the database

@@ -46,7 +46,7 @@ SET status = 'active',
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.name, j.payload, j.priority, j.created_at, j.attempts_made,
-          j.attempts_base, j.max_attempts, j.backoff, j.timeout
+          j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id
 """
 
 
@@ -62,6 +62,7 @@ class ClaimedJob:
     max_attempts: int
     backoff: dict
     timeout: float | None
+    queue_id: int | None = None
 
     @property
     def attempts_exhausted(self) -> bool:
@@ -80,6 +81,7 @@ class ClaimedJob:
             max_attempts=job.max_attempts,
             backoff=job.backoff,
             timeout=job.timeout,
+            queue_id=job.queue_id,
         )
 
 
@@ -157,6 +159,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[Clai
                 max_attempts=row[7],
                 backoff=_json(row[8]),
                 timeout=row[9],
+                queue_id=row[10],
             )
             for row in rows
         ]

@@ -66,6 +66,7 @@ class Outcome:
 def finalize(outcomes: list[Outcome], *, worker: str) -> set:
     """Record ``outcomes``; returns the ids of the jobs whose row was updated."""
     from queues.dependencies import resolve_dependants
+    from queues.metrics import record_outcomes
     from queues.services.enqueuing import ring_on_commit
 
     if not outcomes:
@@ -88,6 +89,7 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
             ],
             ignore_conflicts=True,
         )
+        record_outcomes(outcomes)
         parents = [o.job.id for o in outcomes if o.is_final and applied.get(o.job.id)]
         if parents:
             ring_on_commit(resolve_dependants(parents))

@@ -20,6 +20,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from queues import doorbell
+from queues.metrics import refresh_snapshots
 from queues.models import Job, JobStatus, Queue
 from queues.recovery import recover_stalled
 
@@ -78,6 +79,7 @@ class Maintenance:
         self.next_rewake = 0.0
         self.next_stall_check = 0.0
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
+        self.next_snapshot = 0.0
 
     def tick(self) -> float | None:
         cfg = settings.JOBPLATFORM
@@ -92,6 +94,9 @@ class Maintenance:
         if now >= self.next_retention:
             enqueue_retention()
             self.next_retention = now + cfg["RETENTION_INTERVAL"]
+        if now >= self.next_snapshot:
+            refresh_snapshots()
+            self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
         if names:
             doorbell.ring(names)
         hints = []

@@ -121,6 +121,7 @@ class Job(models.Model):
         permissions = [
             ("retry_job", "Can retry jobs"),
             ("cancel_job", "Can cancel jobs"),
+            ("promote_job", "Can run delayed jobs now"),
         ]
         indexes = [
             # Serves the claim query in queues/claim.py:
@@ -141,6 +142,16 @@ class Job(models.Model):
             ),
             # Per-queue counts by status.
             models.Index(fields=["queue", "status"], name="job_queue_status_idx"),
+            # The job changelist: newest first, all jobs or one status.
+            models.Index(fields=["-created_at"], name="job_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
+            models.Index(fields=["name", "-created_at"], name="job_name_created_idx"),
+            # Queue latency: the oldest waiting job of a queue.
+            models.Index(
+                fields=["queue", "created_at"],
+                condition=Q(status="waiting"),
+                name="job_waiting_age_idx",
+            ),
             # Retention and "clean": finished jobs of a queue by age.
             models.Index(
                 fields=["queue", "status", "finished_at"],
@@ -254,6 +265,63 @@ class JobLog(models.Model):
         return self.message[:80]
 
 
+class QueueMinute(models.Model):
+    """Per queue and minute: finished jobs and a duration histogram, updated by the batch
+    finalize (one upsert per batch). The dashboard's charts, failure rate and durations
+    read these buckets, never the jobs table."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="minutes")
+    minute = models.DateTimeField()
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    retried = models.PositiveIntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+    # Counts per duration bin (upper bounds in queues.metrics.DURATION_BINS_MS).
+    histogram = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "minute"], name="queue_minute_unique"),
+        ]
+        indexes = [models.Index(fields=["minute"], name="queue_minute_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} {self.minute:%Y-%m-%d %H:%M}"
+
+
+class QueueSnapshot(models.Model):
+    """Job counts by status of one queue, refreshed by the maintenance loop every few
+    seconds, so no page view ever counts the jobs table."""
+
+    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, related_name="snapshot")
+    counts = models.JSONField(default=dict)
+    oldest_waiting_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} @ {self.refreshed_at}"
+
+
+class AuditLog(models.Model):
+    """Who did what to how many jobs, queues or schedules, and when."""
+
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200, blank=True, default="")
+    count = models.PositiveIntegerField(default=0)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.action} {self.count}"
+
+
 class Worker(models.Model):
     """A running ``runworker``: which queues it serves and when it was last alive."""
 
@@ -265,6 +333,7 @@ class Worker(models.Model):
     concurrency = models.PositiveIntegerField(default=1)
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField(db_index=True)
+    jobs_done = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["id"]

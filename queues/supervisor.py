@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from queues import doorbell, runtime
 from queues.maintenance import queues_with_waiting_jobs
+from queues.metrics import SUPERVISOR_ENV
 from queues.models import Worker
 from queues.recovery import requeue_from_workers
 
@@ -108,6 +109,7 @@ class Supervisor:
         Conf.QUEUE_LIMIT = self.workers
         django_q.cluster.Sentinel = _make_sentinel_class()
         os.environ[doorbell.LIST_KEY_ENV] = self.list_key
+        os.environ[SUPERVISOR_ENV] = self.id  # workers count their jobs on our Worker row
         runtime.shared_stopping.clear()
         runtime.shared_activity.value = time.time()
         cluster = django_q.cluster.Cluster(get_broker(self.list_key))

@@ -12,3 +12,8 @@ class SchedulingConfig(AppConfig):
 
         # runscheduler's loop fires due schedules on every tick.
         register_tick_hook(scheduler_tick)
+
+        from queues.dashboard import register_panel
+        from scheduling.selectors import schedules_due_panel
+
+        register_panel(schedules_due_panel)

@@ -38,3 +38,25 @@ def next_runs(schedule: ScheduledJob, count: int = 5, *, after: datetime | None 
 
 def run_history(schedule: ScheduledJob) -> QuerySet[ScheduleRun]:
     return schedule.runs.select_related("job").order_by("-due_at")
+
+
+def schedules_due_panel(now: datetime) -> dict:
+    """The dashboard's "schedules due next" section."""
+    due = (
+        ScheduledJob.objects.filter(status=1, next_run_at__isnull=False)
+        .select_related("crontab", "interval", "clocked")
+        .order_by("next_run_at")[:10]
+    )
+    return {
+        "title": "Schedules due next",
+        "columns": ["schedule", "when", "next run", "in"],
+        "rows": [
+            [
+                s.name,
+                describe_schedule(s),
+                s.next_run_at.isoformat(timespec="seconds"),
+                f"{max((s.next_run_at - now).total_seconds(), 0):.0f} s",
+            ]
+            for s in due
+        ],
+    }

@@ -7,7 +7,14 @@ from queues.services.enqueuing import (
     ring_on_commit,
     validate_job,
 )
-from queues.services.jobs import cancel_job, cancel_jobs, retry_job, retry_jobs
+from queues.services.jobs import (
+    cancel_job,
+    cancel_jobs,
+    delete_jobs,
+    promote_jobs,
+    retry_job,
+    retry_jobs,
+)
 from queues.services.queues import (
     apply_retention,
     clean_queue,
@@ -21,6 +28,8 @@ __all__ = [
     "cancel_job",
     "cancel_jobs",
     "clean_queue",
+    "delete_jobs",
+    "promote_jobs",
     "empty_queue",
     "enqueue",
     "enqueue_many",

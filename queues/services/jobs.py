@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from queues.dependencies import resolve_dependants
@@ -101,3 +101,47 @@ def _cancel(jobs: QuerySet[Job]) -> int:
     parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
     ring_on_commit(resolve_dependants(list(parents)))
     return count
+
+
+def promote_jobs(jobs: QuerySet[Job]) -> int:
+    """Run delayed jobs now. Returns how many."""
+    with transaction.atomic():
+        ids = jobs.filter(status=JobStatus.DELAYED).values("id")
+        names = list(
+            Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
+        )
+        count = Job.objects.filter(id__in=ids, status=JobStatus.DELAYED).update(
+            status=JobStatus.WAITING, run_at=timezone.now()
+        )
+        ring_on_commit(names)
+    return count
+
+
+def delete_jobs(jobs: QuerySet[Job]) -> tuple[int, int]:
+    """Delete jobs with their attempts, logs and links, in bulk. Active jobs are skipped
+    (cancel them first): their worker still has to record the attempt. Unfinished jobs
+    are cancelled first so their dependants are resolved. Returns (deleted, skipped)."""
+    with transaction.atomic():
+        skipped = jobs.filter(status=JobStatus.ACTIVE).count()
+        ids = list(jobs.exclude(status=JobStatus.ACTIVE).values_list("id", flat=True))
+        _cancel(Job.objects.filter(id__in=ids))
+        return delete_ids(ids, statuses=list(FINAL_STATUSES)), skipped
+
+
+def delete_ids(ids, *, statuses) -> int:
+    """Delete the given jobs still in ``statuses``, related rows first (no per-row work)."""
+    from queues.models import JobAttempt, JobDependency, JobLog
+
+    if not ids:
+        return 0
+    with transaction.atomic():
+        ids = list(
+            Job.objects.filter(id__in=ids, status__in=statuses)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        JobAttempt.objects.filter(job_id__in=ids).delete()
+        JobLog.objects.filter(job_id__in=ids).delete()
+        JobDependency.objects.filter(Q(job_id__in=ids) | Q(parent_id__in=ids)).delete()
+        deleted, _ = Job.objects.filter(id__in=ids).only("id").delete()
+    return deleted

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from queues.exceptions import InvalidJobState, QueueNotFound
-from queues.models import FINAL_STATUSES, Job, JobAttempt, JobDependency, JobLog, JobStatus, Queue
+from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
 from queues.services.enqueuing import ring_on_commit
-from queues.services.jobs import _cancel
+from queues.services.jobs import _cancel, delete_ids
 
 CLEANABLE = (
     JobStatus.COMPLETED,
@@ -71,7 +70,7 @@ def clean_queue(name: str, *, status: str, grace_ms: int = 0, limit: int = 1000)
         .values_list("id", flat=True)[:limit]
     )
     if status in FINAL_STATUSES:
-        return _delete_ids(ids, statuses=[status])
+        return delete_ids(ids, statuses=[status])
     return _delete_unstarted(Job.objects.filter(id__in=ids, status=status))
 
 
@@ -81,23 +80,7 @@ def _delete_unstarted(jobs) -> int:
     with transaction.atomic():
         ids = list(jobs.values_list("id", flat=True))
         _cancel(Job.objects.filter(id__in=ids))
-        return _delete_ids(ids, statuses=[JobStatus.CANCELLED])
-
-
-def _delete_ids(ids, *, statuses) -> int:
-    if not ids:
-        return 0
-    with transaction.atomic():
-        ids = list(
-            Job.objects.filter(id__in=ids, status__in=statuses)
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)
-        )
-        JobAttempt.objects.filter(job_id__in=ids).delete()
-        JobLog.objects.filter(job_id__in=ids).delete()
-        JobDependency.objects.filter(Q(job_id__in=ids) | Q(parent_id__in=ids)).delete()
-        deleted, _ = Job.objects.filter(id__in=ids).only("id").delete()
-    return deleted
+        return delete_ids(ids, statuses=[JobStatus.CANCELLED])
 
 
 def apply_retention(*, now=None) -> dict[str, int]:
@@ -113,11 +96,11 @@ def apply_retention(*, now=None) -> dict[str, int]:
             old = completed.filter(
                 finished_at__lt=now - timedelta(seconds=queue.keep_completed_age)
             )
-            count += _delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.COMPLETED])
+            count += delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.COMPLETED])
         if queue.keep_completed_count is not None:
             beyond = completed.order_by("-finished_at", "-id")[queue.keep_completed_count :]
             ids = list(beyond.values_list("id", flat=True)[:RETENTION_BATCH])
-            count += _delete_ids(ids, statuses=[JobStatus.COMPLETED])
+            count += delete_ids(ids, statuses=[JobStatus.COMPLETED])
         if queue.keep_failed_age is not None:
             # Cancelled jobs are kept as long as failed ones.
             ended = [JobStatus.FAILED, JobStatus.CANCELLED]
@@ -126,7 +109,7 @@ def apply_retention(*, now=None) -> dict[str, int]:
                 status__in=ended,
                 finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
             )
-            count += _delete_ids(_ids(old, "finished_at"), statuses=ended)
+            count += delete_ids(_ids(old, "finished_at"), statuses=ended)
         if count:
             removed[queue.name] = count
     return removed

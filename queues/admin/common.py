@@ -1,0 +1,65 @@
+"""Pieces shared by the queues admin pages."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+from django.core.paginator import Paginator
+from django.utils.html import format_html
+
+from queues import audit
+
+STATUS_COLORS = {
+    "waiting": "#417690",
+    "delayed": "#8a6d3b",
+    "blocked": "#7a5ea8",
+    "active": "#2b7bb9",
+    "completed": "#2e7d32",
+    "failed": "#ba2121",
+    "cancelled": "#777",
+}
+
+
+class CappedPaginator(Paginator):
+    """Counts at most CAP rows: a changelist over a million jobs never runs a full COUNT."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.CAP + 1].count()
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def status_badge(status: str):
+    color = STATUS_COLORS.get(status, "#777")
+    return format_html('<span class="jp-badge" style="background:{}">{}</span>', color, status)
+
+
+def progress_bar(value: int):
+    return format_html(
+        '<div class="jp-progress" title="{}%"><div style="width:{}%"></div></div>', value, value
+    )
+
+
+def pretty_json(value) -> str:
+    return format_html(
+        '<pre class="jp-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False)
+    )
+
+
+def done(modeladmin, request, *, action: str, count: int, noun: str, target: str = "", **detail):
+    """Tell the user and write the audit row."""
+    audit.record(user=request.user, action=action, target=target, count=count, **detail)
+    modeladmin.message_user(request, f"{action.replace('_', ' ').capitalize()}: {count} {noun}.")

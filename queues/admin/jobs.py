@@ -1,0 +1,252 @@
+"""Jobs in the admin: search by id or payload, bulk actions over everything matching."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils.html import format_html, format_html_join
+
+from queues import services
+from queues.admin.common import (
+    CappedPaginator,
+    ReadOnlyMixin,
+    done,
+    pretty_json,
+    progress_bar,
+    status_badge,
+)
+from queues.models import Job, JobAttempt, JobLog, JobStatus
+from queues.registry import handler_names
+from queues.selectors import job_dependants, job_dependencies
+
+
+class HandlerFilter(admin.SimpleListFilter):
+    """Handler names from the registry: no DISTINCT over the jobs table."""
+
+    title = "handler"
+    parameter_name = "name"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in handler_names()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(name=self.value()) if self.value() else queryset
+
+
+def payload_filter(term: str) -> Q | None:
+    """``key:value`` (``a.b:value`` for nested keys) as JSON containment, which the GIN
+    index ``job_payload_gin`` serves. The value matches as JSON (42, true) or as text."""
+    key, sep, raw = term.partition(":")
+    if not sep or not key or not raw:
+        return None
+    path = key.split(".")
+
+    def nest(value):
+        for part in reversed(path):
+            value = {part: value}
+        return value
+
+    condition = Q(payload__contains=nest(raw))
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = raw
+    if parsed != raw:
+        condition |= Q(payload__contains=nest(parsed))
+    return condition
+
+
+class AttemptInline(ReadOnlyMixin, admin.TabularInline):
+    model = JobAttempt
+    extra = 0
+    fields = ["number", "outcome", "worker", "started_at", "duration_ms", "error"]
+    readonly_fields = fields
+    ordering = ["number"]
+
+
+class LogInline(ReadOnlyMixin, admin.TabularInline):
+    model = JobLog
+    extra = 0
+    fields = ["attempt", "created_at", "message"]
+    readonly_fields = fields
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "short_id",
+        "name",
+        "queue",
+        "status_tag",
+        "priority",
+        "attempts_made",
+        "progress_tag",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "queue", HandlerFilter, "created_at"]
+    list_select_related = ["queue"]
+    list_per_page = 50
+    search_fields = ["name"]
+    search_help_text = (
+        "A job id, key:value on the payload (to:alice@example.com, user.id:7), or a handler name."
+    )
+    show_full_result_count = False
+    paginator = CappedPaginator
+    ordering = ["-created_at"]
+    actions = ["retry_selected", "cancel_selected", "promote_selected", "delete_selected_jobs"]
+    inlines = [AttemptInline, LogInline]
+    fields = [
+        "id",
+        "name",
+        "queue",
+        "status_tag",
+        "priority",
+        "progress_tag",
+        "attempts_made",
+        "max_attempts",
+        "stalled_count",
+        "created_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+        "worker",
+        "locked_until",
+        "timeout",
+        "backoff",
+        "unique_key",
+        "payload_json",
+        "result_json",
+        "error",
+        "traceback_text",
+        "depends_on",
+        "dependants",
+        "schedule",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        match = request.resolver_match
+        if match and match.url_name and match.url_name.endswith("changelist"):
+            qs = qs.defer("payload", "result", "backoff", "error")
+        return qs
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        condition = payload_filter(term)
+        if condition is not None:
+            return queryset.filter(condition), False
+        return queryset.filter(name=term), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # jobs change through actions only
+
+    # --- columns ------------------------------------------------------------------------
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, job):
+        return str(job.pk)[:13]
+
+    @admin.display(description="status", ordering="status")
+    def status_tag(self, job):
+        return status_badge(job.status)
+
+    @admin.display(description="progress")
+    def progress_tag(self, job):
+        if job.status == JobStatus.ACTIVE:
+            return progress_bar(job.progress)
+        return f"{job.progress}%"
+
+    @admin.display(description="payload")
+    def payload_json(self, job):
+        return pretty_json(job.payload)
+
+    @admin.display(description="result")
+    def result_json(self, job):
+        return pretty_json(job.result) if job.result is not None else "-"
+
+    @admin.display(description="last traceback")
+    def traceback_text(self, job):
+        last = job.attempts.exclude(traceback="").order_by("-number").first()
+        return format_html("<pre class='jp-json'>{}</pre>", last.traceback) if last else "-"
+
+    def _links(self, jobs):
+        rows = [(f"../../{j.pk}/change/", j.name, j.status, str(j.pk)[:13]) for j in jobs]
+        if not rows:
+            return "-"
+        return format_html_join(", ", '<a href="{}">{} ({}, {})</a>', rows)
+
+    @admin.display(description="depends on")
+    def depends_on(self, job):
+        return self._links(job_dependencies(job)[:50])
+
+    @admin.display(description="dependants")
+    def dependants(self, job):
+        return self._links(job_dependants(job)[:50])
+
+    @admin.display(description="created by schedule")
+    def schedule(self, job):
+        # The scheduling app adds this reverse relation; queues does not import it.
+        runs = getattr(job, "schedule_runs", None)
+        run = runs.select_related("schedule").first() if runs is not None else None
+        if run is None:
+            return "-"
+        return format_html(
+            '<a href="/admin/scheduling/scheduledjob/{}/change/">{}</a> (due {})',
+            run.schedule_id,
+            run.schedule.name,
+            run.due_at,
+        )
+
+    # --- actions (each over everything selected, "select all" included) ----------------
+
+    @admin.action(description="Retry selected jobs (failed or cancelled)", permissions=["retry"])
+    def retry_selected(self, request, queryset):
+        done(self, request, action="retry_jobs", count=services.retry_jobs(queryset), noun="jobs")
+
+    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        done(self, request, action="cancel_jobs", count=services.cancel_jobs(queryset), noun="jobs")
+
+    @admin.action(description="Run selected delayed jobs now", permissions=["promote"])
+    def promote_selected(self, request, queryset):
+        count = services.promote_jobs(queryset)
+        done(self, request, action="promote_jobs", count=count, noun="jobs")
+
+    @admin.action(description="Delete selected jobs (not active ones)", permissions=["delete"])
+    def delete_selected_jobs(self, request, queryset):
+        deleted, skipped = services.delete_jobs(queryset)
+        done(self, request, action="delete_jobs", count=deleted, noun="jobs", skipped=skipped)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} active jobs were not deleted: cancel them first.",
+                messages.WARNING,
+            )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # ours deletes in bulk, without the per-row page
+        return actions
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("queues.retry_job")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("queues.cancel_job")
+
+    def has_promote_permission(self, request):
+        return request.user.has_perm("queues.promote_job")

@@ -1,0 +1,236 @@
+"""Queues, workers, attempts and the audit log in the admin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.html import format_html
+
+from queues import services
+from queues.admin.common import CappedPaginator, ReadOnlyMixin, done
+from queues.exceptions import InvalidJobState
+from queues.models import AuditLog, JobAttempt, Queue, Worker
+from queues.services.queues import CLEANABLE
+
+
+class CleanForm(forms.Form):
+    status = forms.ChoiceField(choices=[(s, s) for s in CLEANABLE], initial="completed")
+    grace_ms = forms.IntegerField(min_value=0, initial=3_600_000, label="Older than (ms)")
+    limit = forms.IntegerField(min_value=1, initial=1000)
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "paused",
+        "waiting",
+        "active",
+        "delayed",
+        "failed",
+        "completed",
+        "latency",
+        "rate_limit",
+        "concurrency",
+    ]
+    list_filter = ["paused"]
+    list_select_related = ["snapshot"]
+    search_fields = ["name", "description"]
+    actions = ["pause_selected", "resume_selected", "empty_selected", "clean_selected"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "paused"]}),
+        (
+            "Job defaults",
+            {
+                "fields": [
+                    "default_priority",
+                    "default_attempts",
+                    "default_backoff",
+                    "default_timeout",
+                ]
+            },
+        ),
+        (
+            "Limits",
+            {
+                "fields": [
+                    "rate_limit_max",
+                    "rate_limit_duration_ms",
+                    "concurrency",
+                    "lock_duration",
+                    "max_stalled",
+                ]
+            },
+        ),
+        (
+            "Retention",
+            {"fields": ["keep_completed_count", "keep_completed_age", "keep_failed_age"]},
+        ),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def _count(self, queue, status):
+        snapshot = getattr(queue, "snapshot", None)
+        return snapshot.counts.get(status, 0) if snapshot else "-"
+
+    @admin.display(description="waiting")
+    def waiting(self, q):
+        return self._count(q, "waiting")
+
+    @admin.display(description="active")
+    def active(self, q):
+        return self._count(q, "active")
+
+    @admin.display(description="delayed")
+    def delayed(self, q):
+        return self._count(q, "delayed")
+
+    @admin.display(description="failed")
+    def failed(self, q):
+        return self._count(q, "failed")
+
+    @admin.display(description="completed")
+    def completed(self, q):
+        return self._count(q, "completed")
+
+    @admin.display(description="latency")
+    def latency(self, q):
+        snapshot = getattr(q, "snapshot", None)
+        if not snapshot or not snapshot.oldest_waiting_at:
+            return "-"
+        seconds = (timezone.now() - snapshot.oldest_waiting_at).total_seconds()
+        return f"{seconds:.0f} s"
+
+    @admin.display(description="rate limit")
+    def rate_limit(self, q):
+        if q.rate_limit_max and q.rate_limit_duration_ms:
+            return f"{q.rate_limit_max} / {q.rate_limit_duration_ms} ms"
+        return "-"
+
+    @admin.action(description="Pause selected queues", permissions=["pause"])
+    def pause_selected(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
+        for name in names:
+            services.pause_queue(name)
+        done(
+            self,
+            request,
+            action="pause_queues",
+            count=len(names),
+            noun="queues",
+            target=",".join(names),
+        )
+
+    @admin.action(description="Resume selected queues", permissions=["pause"])
+    def resume_selected(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
+        for name in names:
+            services.resume_queue(name)
+        done(
+            self,
+            request,
+            action="resume_queues",
+            count=len(names),
+            noun="queues",
+            target=",".join(names),
+        )
+
+    @admin.action(description="Empty selected queues (delete waiting jobs)", permissions=["empty"])
+    def empty_selected(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
+        count = sum(services.empty_queue(name) for name in names)
+        done(
+            self,
+            request,
+            action="empty_queues",
+            count=count,
+            noun="waiting jobs deleted",
+            target=",".join(names),
+        )
+
+    @admin.action(description="Clean selected queues (by status and age)…", permissions=["empty"])
+    def clean_selected(self, request, queryset):
+        names = list(queryset.values_list("name", flat=True))
+        form = CleanForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            try:
+                count = sum(services.clean_queue(name, **form.cleaned_data) for name in names)
+            except InvalidJobState as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            done(
+                self,
+                request,
+                action="clean_queues",
+                count=count,
+                noun="jobs deleted",
+                target=",".join(names),
+                **form.cleaned_data,
+            )
+            return None
+        return render(
+            request,
+            "admin/queues/clean_queues.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Clean queues",
+                "form": form,
+                "queues": queryset,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def has_pause_permission(self, request):
+        return request.user.has_perm("queues.pause_queue")
+
+    def has_empty_permission(self, request):
+        return request.user.has_perm("queues.delete_job")
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "hostname",
+        "pid",
+        "queues",
+        "concurrency",
+        "started_at",
+        "last_heartbeat",
+        "jobs_done",
+        "state",
+    ]
+
+    @admin.display(description="state")
+    def state(self, worker):
+        ttl = settings.JOBPLATFORM["WORKER_TTL"]
+        stale = worker.last_heartbeat < timezone.now() - timedelta(seconds=ttl)
+        return format_html(
+            '<span class="jp-badge" style="background:{}">{}</span>',
+            "#ba2121" if stale else "#2e7d32",
+            "stale" if stale else "online",
+        )
+
+
+@admin.register(JobAttempt)
+class JobAttemptAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["job", "number", "outcome", "worker", "started_at", "duration_ms"]
+    list_filter = ["outcome"]
+    list_select_related = ["job"]
+    show_full_result_count = False
+    paginator = CappedPaginator
+    search_fields = ["=job__id"]
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["created_at", "username", "action", "target", "count", "detail"]
+    list_filter = ["action"]
+    search_fields = ["username", "action", "target"]

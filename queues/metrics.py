@@ -1,0 +1,144 @@
+"""Time buckets and snapshots behind the dashboard.
+
+``record_outcomes`` adds a finalized batch to its queue's minute bucket in the same
+transaction (one upsert per batch); ``refresh_snapshots`` (maintenance loop, every few
+seconds) stores each queue's counts by status. Page views read only these.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Count, F, Min, Sum
+from django.utils import timezone
+
+from queues.models import Job, JobStatus, Queue, QueueMinute, QueueSnapshot, Worker
+
+# Upper bounds (ms) of the duration histogram bins; the last bin is open-ended.
+DURATION_BINS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+SUPERVISOR_ENV = "JOBPLATFORM_SUPERVISOR"
+
+_UPSERT_SQL = """
+INSERT INTO queues_queueminute
+    (queue_id, minute, completed, failed, retried, duration_ms_sum, histogram)
+VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (queue_id, minute) DO UPDATE SET
+    completed = queues_queueminute.completed + EXCLUDED.completed,
+    failed = queues_queueminute.failed + EXCLUDED.failed,
+    retried = queues_queueminute.retried + EXCLUDED.retried,
+    duration_ms_sum = queues_queueminute.duration_ms_sum + EXCLUDED.duration_ms_sum,
+    histogram = (
+        SELECT jsonb_agg(COALESCE(a.n::bigint, 0) + COALESCE(b.n::bigint, 0)
+                         ORDER BY COALESCE(a.i, b.i))
+        FROM jsonb_array_elements_text(queues_queueminute.histogram) WITH ORDINALITY a(n, i)
+        FULL JOIN jsonb_array_elements_text(EXCLUDED.histogram) WITH ORDINALITY b(n, i)
+            ON a.i = b.i
+    )
+"""
+
+
+def duration_bin(ms: int) -> int:
+    return bisect.bisect_left(DURATION_BINS_MS, ms)
+
+
+def record_outcomes(outcomes) -> None:
+    """Add finished attempts to their minute buckets (call inside the finalize transaction)."""
+    buckets: dict[tuple[int, datetime], list] = {}
+    for o in outcomes:
+        if not o.counted:
+            continue
+        key = (o.job.queue_id, o.finished_at.replace(second=0, microsecond=0))
+        bucket = buckets.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
+        ms = max(int((o.finished_at - o.started_at).total_seconds() * 1000), 0)
+        if o.status == JobStatus.COMPLETED:
+            bucket[0] += 1
+        elif o.status == JobStatus.FAILED:
+            bucket[1] += 1
+        else:
+            bucket[2] += 1
+        bucket[3] += ms
+        bucket[4][duration_bin(ms)] += 1
+    for (queue_id, minute), (done, failed, retried, total_ms, hist) in buckets.items():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _UPSERT_SQL,
+                    [queue_id, minute, done, failed, retried, total_ms, json.dumps(hist)],
+                )
+        else:
+            row, _ = QueueMinute.objects.select_for_update().get_or_create(
+                queue_id=queue_id, minute=minute, defaults={"histogram": [0] * len(hist)}
+            )
+            row.completed += done
+            row.failed += failed
+            row.retried += retried
+            row.duration_ms_sum += total_ms
+            row.histogram = [
+                a + b for a, b in zip(row.histogram or [0] * len(hist), hist, strict=False)
+            ]
+            row.save()
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor:
+        counted = sum(1 for o in outcomes if o.counted)
+        Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + counted)
+
+
+def percentile_from_histogram(histogram: list[int], q: float) -> int | None:
+    """The upper bound (ms) of the bin holding the q-th quantile (None: no data)."""
+    total = sum(histogram)
+    if not total:
+        return None
+    rank, seen = q * total, 0
+    for index, n in enumerate(histogram):
+        seen += n
+        if seen >= rank:
+            return DURATION_BINS_MS[index] if index < len(DURATION_BINS_MS) else None
+    return None
+
+
+def refresh_snapshots(now: datetime | None = None) -> None:
+    """Store every queue's counts by status (one grouped query over the status index)."""
+    now = now or timezone.now()
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for queue_id, status, n in (
+        Job.objects.order_by().values_list("queue_id", "status").annotate(n=Count("id"))
+    ):
+        counts[queue_id][status] = n
+    oldest = dict(
+        Job.objects.filter(status=JobStatus.WAITING)
+        .order_by()
+        .values_list("queue_id")
+        .annotate(oldest=Min("created_at"))
+    )
+    for queue_id in Queue.objects.values_list("id", flat=True):
+        QueueSnapshot.objects.update_or_create(
+            queue_id=queue_id,
+            defaults={
+                "counts": {s.value: counts[queue_id].get(s.value, 0) for s in JobStatus},
+                "oldest_waiting_at": oldest.get(queue_id),
+                "refreshed_at": now,
+            },
+        )
+
+
+def minute_series(*, since: datetime, queue_id: int | None = None) -> dict:
+    """Per-minute completed/failed since ``since`` (all queues, or one)."""
+    rows = QueueMinute.objects.filter(minute__gte=since)
+    if queue_id is not None:
+        rows = rows.filter(queue_id=queue_id)
+    return {
+        minute: (done, failed)
+        for minute, done, failed in rows.values("minute")
+        .annotate(done=Sum("completed"), failed=Sum("failed"))
+        .values_list("minute", "done", "failed")
+    }
+
+
+def prune_buckets(*, keep: timedelta = timedelta(hours=48)) -> int:
+    deleted, _ = QueueMinute.objects.filter(minute__lt=timezone.now() - keep).delete()
+    return deleted

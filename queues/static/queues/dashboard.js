@@ -1,0 +1,114 @@
+// jobplatform dashboard: draws the throughput charts as SVG and refreshes every 5 s.
+(function () {
+  "use strict";
+  const NS = "http://www.w3.org/2000/svg";
+
+  function el(name, attrs) {
+    const node = document.createElementNS(NS, name);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+    return node;
+  }
+
+  function drawBars(svg, series, labelEvery) {
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    const width = 600, height = 160, bottom = 14;
+    const max = Math.max(1, ...series.map((p) => p[1] + p[2]));
+    const step = width / series.length;
+    series.forEach((point, i) => {
+      const [at, ok, bad] = point;
+      const okH = ((height - bottom) * ok) / max;
+      const badH = ((height - bottom) * bad) / max;
+      const x = i * step + 1;
+      const w = Math.max(step - 2, 1);
+      const title = `${new Date(at).toLocaleString()}: ${ok} completed, ${bad} failed`;
+      const okRect = el("rect", { x, y: height - bottom - okH, width: w, height: okH, class: "ok" });
+      okRect.appendChild(el("title", {})).textContent = title;
+      svg.appendChild(okRect);
+      const badRect = el("rect", { x, y: height - bottom - okH - badH, width: w, height: badH, class: "bad" });
+      badRect.appendChild(el("title", {})).textContent = title;
+      svg.appendChild(badRect);
+      if (i % labelEvery === 0) {
+        const d = new Date(at);
+        const label = el("text", { x, y: height - 2 });
+        label.textContent = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+        svg.appendChild(label);
+      }
+    });
+    const maxLabel = el("text", { x: 2, y: 10 });
+    maxLabel.textContent = `max ${max}`;
+    svg.appendChild(maxLabel);
+  }
+
+  function cell(text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    return td;
+  }
+
+  function renderQueues(tbody, queues) {
+    tbody.textContent = "";
+    for (const q of queues) {
+      const tr = document.createElement("tr");
+      tr.dataset.queue = q.name;
+      if (q.alerts.length) tr.className = "jp-alert";
+      const name = document.createElement("td");
+      const link = document.createElement("a");
+      link.href = `../job/?queue__name=${encodeURIComponent(q.name)}`;
+      link.textContent = q.name;
+      name.appendChild(link);
+      tr.appendChild(name);
+      tr.appendChild(cell(q.paused ? "paused" : "-"));
+      for (const s of ["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"]) {
+        tr.appendChild(cell(String(q.counts[s] || 0)));
+      }
+      tr.appendChild(cell(`${q.latency_s} s`));
+      tr.appendChild(cell(String(q.completed_1h)));
+      tr.appendChild(cell(`${Math.round(q.failure_rate * 100)} %`));
+      tr.appendChild(cell(q.avg_ms === null ? "-" : `${q.avg_ms} ms`));
+      tr.appendChild(cell(q.p95_ms ? `≤ ${q.p95_ms} ms` : "-"));
+      tr.appendChild(cell(q.alerts.join(", ")));
+      tbody.appendChild(tr);
+    }
+  }
+
+  function renderWorkers(tbody, workers) {
+    tbody.textContent = "";
+    if (!workers.length) {
+      const tr = document.createElement("tr");
+      const td = cell("No worker online.");
+      td.colSpan = 6;
+      tr.appendChild(td);
+      tbody.appendChild(tr);
+    }
+    for (const w of workers) {
+      const tr = document.createElement("tr");
+      for (const text of [w.id, w.queues.join(", "), w.concurrency, w.jobs_done, w.last_heartbeat, w.stale ? "stale" : "online"]) {
+        tr.appendChild(cell(String(text)));
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  function render(data) {
+    drawBars(document.getElementById("jp-minute-chart"), data.per_minute, 10);
+    drawBars(document.getElementById("jp-hour-chart"), data.per_hour, 4);
+    renderQueues(document.querySelector("#jp-queues tbody"), data.queues);
+    renderWorkers(document.querySelector("#jp-workers tbody"), data.workers);
+    const age = document.getElementById("jp-snapshot-age");
+    if (age) age.textContent = data.snapshot_age_s === null ? "-" : data.snapshot_age_s;
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const root = document.getElementById("jp-dashboard");
+    if (!root) return;
+    render(JSON.parse(document.getElementById("jp-initial").textContent));
+    setInterval(async () => {
+      try {
+        const response = await fetch(root.dataset.url, { credentials: "same-origin" });
+        if (response.ok) render(await response.json());
+      } catch (error) {
+        /* keep the last data on screen; the next refresh retries */
+      }
+    }, 5000);
+  });
+})();

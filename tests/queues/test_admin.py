@@ -1,0 +1,186 @@
+"""The admin console: pages, query counts that do not grow with rows, actions, audit."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+
+from queues import enqueue, enqueue_many
+from queues.metrics import refresh_snapshots
+from queues.models import AuditLog, Job, JobStatus, Queue
+from queues.runner import drain
+from tests.queues import handlers  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/queues/job/"
+
+
+def make_jobs(n: int) -> None:
+    enqueue_many(
+        [
+            {"name": "platform.echo", "payload": {"to": f"user{i}@example.com", "i": i}}
+            for i in range(n)
+        ]
+    )
+    enqueue_many([{"name": "platform.fail", "payload": {"permanent": True}} for _ in range(3)])
+    drain("default")
+    refresh_snapshots()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/",
+        "/admin/queues/dashboard/",
+        "/admin/queues/dashboard/data/",
+        CHANGELIST,
+        CHANGELIST + "?status__exact=failed",
+        CHANGELIST + "?q=to%3Auser3%40example.com",
+        "/admin/queues/queue/",
+        "/admin/queues/worker/",
+        "/admin/queues/auditlog/",
+        "/admin/queues/jobattempt/",
+    ],
+)
+def test_pages_render_with_queries_that_do_not_grow_with_rows(
+    admin_client, url, django_assert_max_num_queries
+):
+    make_jobs(5)
+    with django_assert_max_num_queries(25) as small:
+        assert admin_client.get(url).status_code == 200
+    make_jobs(60)
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        assert admin_client.get(url).status_code == 200
+
+
+def test_job_detail_shows_payload_attempts_logs_and_dependencies(
+    admin_client, django_assert_max_num_queries
+):
+    parent = enqueue("test.report", {"to": "alice@example.com"})
+    child = enqueue("platform.echo", {}, depends_on=[parent.pk])
+    failed = enqueue("platform.fail", {"message": "smtp down", "permanent": True})
+    drain("default")
+    with django_assert_max_num_queries(25):
+        page = admin_client.get(f"{CHANGELIST}{parent.pk}/change/").content.decode()
+    assert "alice@example.com" in page and "validating" in page  # payload and log line
+    assert str(child.pk)[:13] in page  # dependants
+    page = admin_client.get(f"{CHANGELIST}{failed.pk}/change/").content.decode()
+    assert "PermanentError: smtp down" in page and "Traceback" in page
+
+
+def test_payload_search_and_id_search(admin_client):
+    make_jobs(10)
+    job = Job.objects.get(payload__i=7)
+    page = admin_client.get(CHANGELIST, {"q": "to:user7@example.com"}).content.decode()
+    assert str(job.pk)[:13] in page and page.count("platform.echo</td>") == 1
+    page = admin_client.get(CHANGELIST, {"q": "i:7"}).content.decode()
+    assert str(job.pk)[:13] in page
+    page = admin_client.get(CHANGELIST, {"q": str(job.pk)}).content.decode()
+    assert str(job.pk)[:13] in page
+
+
+def post_action(client, action, queryset=None, select_across=False, url=CHANGELIST, **extra):
+    ids = [str(pk) for pk in (queryset or Job.objects.all()).values_list("pk", flat=True)][:1]
+    data = {
+        "action": action,
+        "_selected_action": ids,
+        "select_across": "1" if select_across else "0",
+    }
+    data.update(extra)
+    return client.post(url, data, follow=True)
+
+
+def test_retry_all_matching_the_filter_is_one_bulk_action_and_is_audited(admin_client):
+    enqueue_many([{"name": "platform.fail", "payload": {"permanent": True}} for _ in range(120)])
+    enqueue("platform.echo", {})
+    drain("default")
+    # "Select all 120 matching" on a filtered changelist: the whole filter, not one page.
+    response = post_action(
+        admin_client,
+        "retry_selected",
+        Job.objects.filter(status="failed"),
+        select_across=True,
+        url=CHANGELIST + "?status__exact=failed",
+    )
+    assert response.status_code == 200
+    assert Job.objects.filter(status=JobStatus.WAITING).count() == 120
+    assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 1
+    log = AuditLog.objects.get()
+    assert (log.action, log.count, log.username) == ("retry_jobs", 120, "admin")
+
+
+def test_cancel_promote_and_delete_actions(admin_client):
+    delayed = enqueue("platform.echo", {}, delay=3600)
+    post_action(admin_client, "promote_selected", Job.objects.filter(pk=delayed.pk))
+    assert Job.objects.get(pk=delayed.pk).status == JobStatus.WAITING
+    post_action(admin_client, "cancel_selected", Job.objects.filter(pk=delayed.pk))
+    assert Job.objects.get(pk=delayed.pk).status == JobStatus.CANCELLED
+    post_action(admin_client, "delete_selected_jobs", Job.objects.filter(pk=delayed.pk))
+    assert not Job.objects.exists()
+    assert list(AuditLog.objects.order_by("id").values_list("action", "count")) == [
+        ("promote_jobs", 1),
+        ("cancel_jobs", 1),
+        ("delete_jobs", 1),
+    ]
+
+
+def test_queue_actions_pause_resume_empty_and_clean(admin_client):
+    enqueue_many([{"name": "platform.echo", "payload": {}} for _ in range(4)])
+    default = Queue.objects.filter(name="default")
+    post_action(admin_client, "pause_selected", default, url="/admin/queues/queue/")
+    assert Queue.objects.get(name="default").paused
+    post_action(admin_client, "resume_selected", default, url="/admin/queues/queue/")
+    assert not Queue.objects.get(name="default").paused
+    post_action(admin_client, "empty_selected", default, url="/admin/queues/queue/")
+    assert not Job.objects.exists()
+    enqueue("platform.echo", {})
+    drain("default")
+    page = post_action(admin_client, "clean_selected", default, url="/admin/queues/queue/")
+    assert b"Older than" in page.content  # the intermediate form
+    post_action(
+        admin_client,
+        "clean_selected",
+        default,
+        url="/admin/queues/queue/",
+        apply="1",
+        status="completed",
+        grace_ms="0",
+        limit="10",
+    )
+    assert not Job.objects.exists()
+    assert [a for (a,) in AuditLog.objects.order_by("id").values_list("action")] == [
+        "pause_queues",
+        "resume_queues",
+        "empty_queues",
+        "clean_queues",
+    ]
+
+
+def test_operator_group_sees_everything_and_changes_nothing(client):
+    from queues.apps import grant_operator_views
+
+    Group.objects.get_or_create(name="operator")
+    grant_operator_views(sender=None)
+    user = User.objects.create_user("olga", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="operator"))
+    client.force_login(user)
+    failed = enqueue("platform.fail", {"permanent": True})
+    drain("default")
+    for url in [
+        "/admin/queues/dashboard/",
+        CHANGELIST,
+        f"{CHANGELIST}{failed.pk}/change/",
+        "/admin/queues/queue/",
+        "/admin/scheduling/scheduledjob/",
+    ]:
+        assert client.get(url).status_code == 200, url
+    response = post_action(client, "retry_selected", Job.objects.all(), select_across=True)
+    assert Job.objects.get().status == JobStatus.FAILED
+    assert not AuditLog.objects.exists()
+    assert response.status_code == 200
+    assert not user.has_perm("queues.retry_job")
+    assert (
+        Permission.objects.filter(group__name="operator")
+        .exclude(codename__startswith="view_")
+        .count()
+        == 0
+    )
