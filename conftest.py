@@ -56,12 +56,13 @@ def pytest_sessionstart(session):
 def _clean_platform_state(request):
     """Every test starts with an empty test Redis database, fresh in-process caches and,
     when it uses the database, the queues that the data migration creates."""
-    from queues import doorbell, runner
+    from queues import doorbell, metrics, runner
     from queues.services import enqueuing as enqueue_service
 
     doorbell.redis_client().flushdb()
     enqueue_service._queue_cache.clear()
     runner._seconds_per_job.clear()
+    metrics._pending.clear()
     names = set(request.fixturenames)
     if names & {"db", "transactional_db", "live_server"} or request.node.get_closest_marker(
         "django_db"

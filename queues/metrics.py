@@ -1,7 +1,8 @@
 """Time buckets and snapshots behind the dashboard.
 
-``record_outcomes`` adds a finalized batch to its queue's minute bucket in the same
-transaction (one upsert per batch); ``refresh_snapshots`` (maintenance loop, every few
+``record_outcomes`` counts a finalized batch in memory and ``flush`` adds it to the
+queue's minute buckets about once a second (one upsert per queue and minute);
+``refresh_snapshots`` (maintenance loop, every few
 seconds) stores each queue's counts by status. Page views read only these.
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
@@ -46,14 +48,22 @@ def duration_bin(ms: int) -> int:
     return bisect.bisect_left(DURATION_BINS_MS, ms)
 
 
+# Bucket deltas and jobs done, gathered in this process and written by ``flush`` outside
+# the finalize transaction: two workers of a queue never wait on each other's bucket row.
+_pending: dict[tuple[int, datetime], list] = {}
+_pending_done = 0
+_last_flush = 0.0
+FLUSH_SECONDS = 1.0
+
+
 def record_outcomes(outcomes) -> None:
-    """Add finished attempts to their minute buckets (call inside the finalize transaction)."""
-    buckets: dict[tuple[int, datetime], list] = {}
+    """Count finished attempts into this process's pending buckets."""
+    global _pending_done
     for o in outcomes:
         if not o.counted:
             continue
         key = (o.job.queue_id, o.finished_at.replace(second=0, microsecond=0))
-        bucket = buckets.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
+        bucket = _pending.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
         ms = max(int((o.finished_at - o.started_at).total_seconds() * 1000), 0)
         if o.status == JobStatus.COMPLETED:
             bucket[0] += 1
@@ -63,6 +73,20 @@ def record_outcomes(outcomes) -> None:
             bucket[2] += 1
         bucket[3] += ms
         bucket[4][duration_bin(ms)] += 1
+        _pending_done += 1
+
+
+def flush(*, force: bool = False) -> None:
+    """Write pending bucket deltas (one upsert per queue and minute) and jobs done. Metrics
+    only: a process killed before flushing loses at most a second of them, never a job."""
+    global _pending_done, _last_flush
+    now = time.monotonic()
+    if not _pending or (not force and now - _last_flush < FLUSH_SECONDS):
+        return
+    buckets, done_count = dict(_pending), _pending_done
+    _pending.clear()
+    _pending_done = 0
+    _last_flush = now
     for (queue_id, minute), (done, failed, retried, total_ms, hist) in buckets.items():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -71,21 +95,20 @@ def record_outcomes(outcomes) -> None:
                     [queue_id, minute, done, failed, retried, total_ms, json.dumps(hist)],
                 )
         else:
-            row, _ = QueueMinute.objects.select_for_update().get_or_create(
-                queue_id=queue_id, minute=minute, defaults={"histogram": [0] * len(hist)}
-            )
-            row.completed += done
-            row.failed += failed
-            row.retried += retried
-            row.duration_ms_sum += total_ms
-            row.histogram = [
-                a + b for a, b in zip(row.histogram or [0] * len(hist), hist, strict=False)
-            ]
-            row.save()
+            with transaction.atomic():
+                row, _ = QueueMinute.objects.select_for_update().get_or_create(
+                    queue_id=queue_id, minute=minute, defaults={"histogram": [0] * len(hist)}
+                )
+                row.completed += done
+                row.failed += failed
+                row.retried += retried
+                row.duration_ms_sum += total_ms
+                old = row.histogram or [0] * len(hist)
+                row.histogram = [a + b for a, b in zip(old, hist, strict=False)]
+                row.save()
     supervisor = os.environ.get(SUPERVISOR_ENV)
-    if supervisor:
-        counted = sum(1 for o in outcomes if o.counted)
-        Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + counted)
+    if supervisor and done_count:
+        Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + done_count)
 
 
 def percentile_from_histogram(histogram: list[int], q: float) -> int | None:

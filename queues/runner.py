@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from queues import doorbell
+from queues import doorbell, metrics
 from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
 from queues.context import JobContext
@@ -69,7 +69,9 @@ def drain(queue_name: str) -> int:
     except Exception:
         logger.warning("could not clear the doorbell of %s", queue_name, exc_info=True)
     try:
-        return _drain(queue_name)
+        processed = _drain(queue_name)
+        metrics.flush(force=True)
+        return processed
     except (OperationalError, InterfaceError):
         # Database away: claimed jobs keep their lock until stall recovery; try later.
         logger.warning("drain of %s stopped: database unavailable", queue_name, exc_info=True)
@@ -102,6 +104,7 @@ def _drain(queue_name: str) -> int:
         started = time.monotonic()
         processed += _run_batch(jobs, queue=queue, worker=me)
         _learn(queue_name, time.monotonic() - started, len(jobs))
+        metrics.flush()
         if time.monotonic() >= deadline:
             doorbell.ring_quietly([queue_name])
             break
