@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
-from queues import services
+from queues import audit, services
 from queues.admin.common import (
     CappedPaginator,
     ReadOnlyMixin,
@@ -236,6 +236,21 @@ class JobAdmin(admin.ModelAdmin):
                 f"{skipped} active jobs were not deleted: cancel them first.",
                 messages.WARNING,
             )
+
+    def has_delete_permission(self, request, obj=None):
+        # An active job's worker still has to record its attempt: cancel it first.
+        if obj is not None and obj.status == JobStatus.ACTIVE:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        # The page's Delete button follows the same rules as the bulk action.
+        deleted, _ = services.delete_jobs(Job.objects.filter(pk=obj.pk))
+        audit.record(user=request.user, action="delete_jobs", count=deleted, target=str(obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        deleted, _ = services.delete_jobs(queryset)
+        audit.record(user=request.user, action="delete_jobs", count=deleted)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
