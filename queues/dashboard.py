@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Sum
+from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -40,25 +42,30 @@ def dashboard_data(now: datetime | None = None) -> dict:
         lambda: {"completed": 0, "failed": 0, "retried": 0, "ms": 0, "hist": [0] * bins}
     )
     minutes: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    hours: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    rows = QueueMinute.objects.filter(minute__gte=day_ago).values_list(
+    # The last hour, bucket by bucket (histograms included)...
+    rows = QueueMinute.objects.filter(minute__gte=hour_ago).values_list(
         "queue_id", "minute", "completed", "failed", "retried", "duration_ms_sum", "histogram"
     )
     for queue_id, minute, completed, failed, retried, ms, hist in rows:
-        hours[minute.replace(minute=0)][0] += completed
-        hours[minute.replace(minute=0)][1] += failed
-        if minute >= hour_ago:
-            minutes[minute][0] += completed
-            minutes[minute][1] += failed
-            agg = per_queue[queue_id]
-            agg["completed"] += completed
-            agg["failed"] += failed
-            agg["retried"] += retried
-            agg["ms"] += ms
-            extra = hist or []
-            agg["hist"] = [
-                n + (extra[i] if i < len(extra) else 0) for i, n in enumerate(agg["hist"])
-            ]
+        minutes[minute][0] += completed
+        minutes[minute][1] += failed
+        agg = per_queue[queue_id]
+        agg["completed"] += completed
+        agg["failed"] += failed
+        agg["retried"] += retried
+        agg["ms"] += ms
+        extra = hist or []
+        agg["hist"] = [n + (extra[i] if i < len(extra) else 0) for i, n in enumerate(agg["hist"])]
+    # ...and the last day summed per hour by the database.
+    hours: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    for hour, completed, failed in (
+        QueueMinute.objects.filter(minute__gte=day_ago)
+        .annotate(hour=TruncHour("minute"))
+        .values("hour")
+        .annotate(done=Sum("completed"), bad=Sum("failed"))
+        .values_list("hour", "done", "bad")
+    ):
+        hours[hour] = [completed, failed]
 
     queues, refreshed = [], []
     for queue in Queue.objects.select_related("snapshot").order_by("name"):

@@ -129,7 +129,8 @@ def refresh_snapshots(now: datetime | None = None) -> None:
     now = now or timezone.now()
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     for queue_id, status, n in (
-        Job.objects.order_by().values_list("queue_id", "status").annotate(n=Count("id"))
+        # COUNT(*), not COUNT(id): Postgres can answer it from job_queue_status_idx alone.
+        Job.objects.order_by().values_list("queue_id", "status").annotate(n=Count("*"))
     ):
         counts[queue_id][status] = n
     oldest = dict(

@@ -28,7 +28,9 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.CAP + 1].count()
+        # No ORDER BY inside the capped count: it would make Postgres sort instead of
+        # counting from an index.
+        return self.object_list.order_by()[: self.CAP + 1].count()
 
 
 class ReadOnlyMixin:
