@@ -63,6 +63,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "django_celery_beat",
     "queues.apps.QueuesConfig",
@@ -73,6 +77,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "jobplatform.api.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,6 +153,33 @@ LOGGING = {
     # django-q2 logs every doorbell message at INFO; the ledger is the record of jobs.
     "loggers": {"django-q": {"level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING")}},
 }
+
+# --- REST API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Token first: an anonymous API call gets 401 with a WWW-Authenticate header.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "jobplatform.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobplatform API",
+    "DESCRIPTION": "Queues, jobs, the task gateway (long-poll, webhooks), schedules, workers "
+    "and stats.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Request bodies above this many bytes get 413 on /api/ (default 256 KiB).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
+# Webhooks are signed with HMAC-SHA256 of the body under this secret.
+WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "") or SECRET_KEY
 
 # --- Redis and django-q2 --------------------------------------------------------------
 # Redis only rings the doorbell; every job lives in the database. Without REDIS_URL the

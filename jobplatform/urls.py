@@ -1,8 +1,16 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from queues.dashboard import dashboard_data_view, dashboard_view
+
+api = [
+    path("", include("queues.api.urls")),
+    path("", include("scheduling.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
@@ -14,4 +22,5 @@ urlpatterns = [
         name="queues_dashboard_data",
     ),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(api)),
 ]

@@ -46,7 +46,7 @@ SET status = 'active',
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.name, j.payload, j.priority, j.created_at, j.attempts_made,
-          j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id
+          j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id, j.webhook_url
 """
 
 
@@ -63,6 +63,7 @@ class ClaimedJob:
     backoff: dict
     timeout: float | None
     queue_id: int | None = None
+    webhook_url: str = ""
 
     @property
     def attempts_exhausted(self) -> bool:
@@ -82,6 +83,7 @@ class ClaimedJob:
             backoff=job.backoff,
             timeout=job.timeout,
             queue_id=job.queue_id,
+            webhook_url=job.webhook_url,
         )
 
 
@@ -160,6 +162,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[Clai
                 backoff=_json(row[8]),
                 timeout=row[9],
                 queue_id=row[10],
+                webhook_url=row[11],
             )
             for row in rows
         ]

@@ -26,6 +26,7 @@ def resolve_dependants(parent_ids: Iterable[UUID]) -> list[str]:
     failures. Must run inside the parents' transaction. Returns queue names to wake."""
     frontier = list(parent_ids)
     wake: set[str] = set()
+    changed: list[UUID] = []
     while frontier:
         children = list(
             Job.objects.select_for_update(of=("self",))
@@ -60,12 +61,18 @@ def resolve_dependants(parent_ids: Iterable[UUID]) -> list[str]:
                     finished_at=now,
                 )
                 frontier.append(child)
+                changed.append(child)
             else:
                 job = Job.objects.select_related("queue").get(pk=child)
                 delayed = job.run_at is not None and job.run_at > now
                 Job.objects.filter(pk=child, status=JobStatus.BLOCKED).update(
                     status=JobStatus.DELAYED if delayed else JobStatus.WAITING
                 )
+                changed.append(child)
                 if not delayed:
                     wake.add(job.queue.name)
+    if changed:
+        from queues import events
+
+        events.status_changed(changed)
     return sorted(wake)

@@ -20,6 +20,10 @@ class UnknownQueue(EnqueueError, LookupError):
 class InvalidJobState(JobPlatformError):
     """The operation does not apply to the job (or queue) in its current state."""
 
+    def __init__(self, message: str, *, state: str | None = None):
+        super().__init__(message)
+        self.state = state
+
 
 class JobNotFound(JobPlatformError, LookupError):
     pass

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from queues import events
 from queues.claim import ClaimedJob
 from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobStatus
 
@@ -90,6 +91,10 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
             ignore_conflicts=True,
         )
         record_outcomes(outcomes)
+        events.status_changed(
+            list(applied),
+            webhook_ids=[o.job.id for o in outcomes if o.job.webhook_url and o.job.id in applied],
+        )
         parents = [o.job.id for o in outcomes if o.is_final and applied.get(o.job.id)]
         if parents:
             ring_on_commit(resolve_dependants(parents))

@@ -19,7 +19,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from queues import doorbell
+from queues import doorbell, events
 from queues.metrics import refresh_snapshots
 from queues.models import Job, JobStatus, Queue
 from queues.recovery import recover_stalled
@@ -42,9 +42,9 @@ def promote_delayed() -> list[str]:
         )
         if not due:
             return []
-        Job.objects.filter(id__in=[job_id for job_id, _ in due], status=JobStatus.DELAYED).update(
-            status=JobStatus.WAITING
-        )
+        ids = [job_id for job_id, _ in due]
+        Job.objects.filter(id__in=ids, status=JobStatus.DELAYED).update(status=JobStatus.WAITING)
+        events.status_changed(ids)
     return sorted({name for _, name in due})
 
 

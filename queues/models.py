@@ -115,6 +115,13 @@ class Job(models.Model):
         help_text="At most one unfinished job per queue has a given key.",
     )
     has_dependants = models.BooleanField(default=False, db_default=False, editable=False)
+    webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Every status change is POSTed here (signed), as a job on 'notification'.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

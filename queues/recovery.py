@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from queues import events
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
 
 STALL_BATCH = 1000
@@ -45,6 +46,7 @@ def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
             worker="",
         )
         ring_on_commit(names)
+        events.status_changed(ids)
     return names
 
 
@@ -150,6 +152,7 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
     names = sorted({row["queue__name"] for row in rows if row["id"] in set(back)})
     names += resolve_dependants(failed)
     ring_on_commit(names)
+    events.status_changed([row["id"] for row in rows])
     return sorted(set(names))
 
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from queues import doorbell, metrics
+from queues import doorbell, events, metrics
 from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
 from queues.context import JobContext
@@ -98,6 +98,9 @@ def _drain(queue_name: str) -> int:
                 time.sleep(wait)
                 continue
             break
+        hooked = [j.id for j in jobs if j.webhook_url]
+        if hooked:
+            events.status_changed(hooked, webhook_ids=hooked)
         if len(jobs) == limit:
             # Probably more where these came from: let another worker join in.
             doorbell.ring_quietly([queue_name])

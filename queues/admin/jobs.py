@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 
 from queues import audit, services
@@ -20,7 +18,7 @@ from queues.admin.common import (
 )
 from queues.models import Job, JobAttempt, JobLog, JobStatus
 from queues.registry import handler_names
-from queues.selectors import job_dependants, job_dependencies
+from queues.selectors import job_dependants, job_dependencies, payload_filter
 
 
 class HandlerFilter(admin.SimpleListFilter):
@@ -34,29 +32,6 @@ class HandlerFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(name=self.value()) if self.value() else queryset
-
-
-def payload_filter(term: str) -> Q | None:
-    """``key:value`` (``a.b:value`` for nested keys) as JSON containment, which the GIN
-    index ``job_payload_gin`` serves. The value matches as JSON (42, true) or as text."""
-    key, sep, raw = term.partition(":")
-    if not sep or not key or not raw:
-        return None
-    path = key.split(".")
-
-    def nest(value):
-        for part in reversed(path):
-            value = {part: value}
-        return value
-
-    condition = Q(payload__contains=nest(raw))
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        parsed = raw
-    if parsed != raw:
-        condition |= Q(payload__contains=nest(parsed))
-    return condition
 
 
 class AttemptInline(ReadOnlyMixin, admin.TabularInline):

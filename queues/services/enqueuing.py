@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from queues import doorbell
+from queues import doorbell, events
 from queues.backoff import normalize_backoff
 from queues.exceptions import EnqueueError, UnknownDependency, UnknownQueue
 from queues.models import (
@@ -47,6 +47,7 @@ _ENQUEUE_OPTIONS = frozenset(
         "depends_on",
         "dependencies_mode",
         "unique_key",
+        "webhook_url",
     }
 )
 
@@ -139,6 +140,11 @@ def _plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) ->
         raise EnqueueError(
             f"unique_key must be a string of 1 to 200 characters, got {unique_key!r}"
         )
+    webhook_url = options.get("webhook_url") or ""
+    if webhook_url:
+        from queues.webhooks import check_webhook_url
+
+        check_webhook_url(webhook_url)
     mode = options.get("dependencies_mode", "required")
     if mode not in DEPENDENCY_MODES:
         raise EnqueueError(f"dependencies_mode must be one of {DEPENDENCY_MODES}, got {mode!r}")
@@ -160,6 +166,7 @@ def _plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) ->
         timeout=timeout,
         run_at=run_at if delayed else None,
         unique_key=unique_key,
+        webhook_url=webhook_url,
     )
     return _Planned(job=job, depends_on=depends_on, required=mode == "required")
 
@@ -276,6 +283,9 @@ def _write(planned: list[_Planned], refs: Mapping[str, int] | None = None) -> li
             _initial_status(item, parent_statuses)
         jobs = _insert([p.job for p in planned])
         _link(planned, edges, jobs)
+        hooked = [j.pk for j in jobs if j.webhook_url]
+        if hooked:
+            events.status_changed(hooked, webhook_ids=hooked)
         ring_on_commit(j.queue.name for j in jobs if j.status == JobStatus.WAITING)
     return jobs
 

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from queues import events
 from queues.dependencies import resolve_dependants
 from queues.exceptions import InvalidJobState, JobNotFound
 from queues.models import FINAL_STATUSES, Job, JobStatus
@@ -45,11 +46,14 @@ def retry_job(job_id: UUID | str) -> Job:
     """Run a failed or cancelled job again, with its original options."""
     job = get_job(job_id)
     with transaction.atomic():
-        if not Job.objects.filter(pk=job.pk, status__in=RETRYABLE).update(**_retry_fields()):
+        updated = Job.objects.filter(pk=job.pk, status__in=RETRYABLE).update(**_retry_fields())
+        if not updated:
             raise InvalidJobState(
-                f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried"
+                f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried",
+                state=job.status,
             )
         ring_on_commit([job.queue.name])
+        events.status_changed([job.pk])
     job.refresh_from_db()
     return job
 
@@ -58,12 +62,13 @@ def retry_jobs(jobs: QuerySet[Job]) -> int:
     """Retry every failed or cancelled job in ``jobs`` (e.g. the dead-letter set, filtered)
     with one UPDATE. Returns how many."""
     with transaction.atomic():
-        ids = jobs.filter(status__in=RETRYABLE).values("id")
+        ids = list(jobs.filter(status__in=RETRYABLE).values_list("id", flat=True))
         names = list(
             Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
         )
         count = Job.objects.filter(id__in=ids, status__in=RETRYABLE).update(**_retry_fields())
         ring_on_commit(names)
+        events.status_changed(ids)
     return count
 
 
@@ -76,7 +81,9 @@ def cancel_job(job_id: UUID | str) -> Job:
         if not _cancel(Job.objects.filter(pk=job.pk)):
             job.refresh_from_db()
             state = job.status if job.status in FINAL_STATUSES else "not cancellable"
-            raise InvalidJobState(f"job {job.pk} is already {state}; it cannot be cancelled")
+            raise InvalidJobState(
+                f"job {job.pk} is already {state}; it cannot be cancelled", state=job.status
+            )
     job.refresh_from_db()
     return job
 
@@ -100,13 +107,14 @@ def _cancel(jobs: QuerySet[Job]) -> int:
     )
     parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
     ring_on_commit(resolve_dependants(list(parents)))
+    events.status_changed(ids)
     return count
 
 
 def promote_jobs(jobs: QuerySet[Job]) -> int:
     """Run delayed jobs now. Returns how many."""
     with transaction.atomic():
-        ids = jobs.filter(status=JobStatus.DELAYED).values("id")
+        ids = list(jobs.filter(status=JobStatus.DELAYED).values_list("id", flat=True))
         names = list(
             Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
         )
@@ -114,6 +122,7 @@ def promote_jobs(jobs: QuerySet[Job]) -> int:
             status=JobStatus.WAITING, run_at=timezone.now()
         )
         ring_on_commit(names)
+        events.status_changed(ids)
     return count
 
 

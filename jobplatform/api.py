@@ -1,0 +1,70 @@
+"""What every API view shares: one exception handler and the request size limit."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from queues.exceptions import (
+    EnqueueError,
+    InvalidJobState,
+    JobNotFound,
+    QueueNotFound,
+)
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The operation does not apply in the current state."
+    default_code = "conflict"
+
+
+def _domain_error(exc: Exception) -> exceptions.APIException | None:
+    from scheduling.cron import ScheduleError
+
+    if isinstance(exc, JobNotFound | QueueNotFound | Http404):
+        return exceptions.NotFound(str(exc) or "Not found.")
+    if isinstance(exc, InvalidJobState):
+        return Conflict(str(exc))
+    if isinstance(exc, EnqueueError | ScheduleError):
+        return exceptions.ValidationError({"detail": [str(exc)]})
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        )
+    return None
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Domain errors to 4xx: bad input 400 (field messages), unknown job/queue/schedule
+    404, an illegal state change 409 (with the current state when known)."""
+    mapped = _domain_error(exc)
+    response = drf_exception_handler(mapped or exc, context)
+    if response is not None and isinstance(exc, InvalidJobState) and getattr(exc, "state", None):
+        response.data["state"] = exc.state
+    return response
+
+
+class BodySizeLimitMiddleware:
+    """413 for API request bodies over API_MAX_BODY_BYTES, before anything is parsed."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            limit = settings.API_MAX_BODY_BYTES
+            if length > limit:
+                return JsonResponse(
+                    {"detail": f"request body is {length} bytes; the limit is {limit}"},
+                    status=413,
+                )
+        return self.get_response(request)
