@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Q, QuerySet
 
@@ -101,3 +101,49 @@ def filter_jobs(
         condition = payload_filter(q)
         jobs = jobs.filter(condition) if condition is not None else jobs.filter(name=q)
     return jobs
+
+
+def stats(*, window_seconds: int, now: datetime | None = None) -> dict:
+    """Seed 002's metrics over a window, overall and per queue, from the minute buckets:
+    total, completed, failed, success rate, average processing time."""
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from queues.models import QueueMinute
+
+    now = now or timezone.now()
+    since = now - timedelta(seconds=window_seconds)
+    rows = (
+        QueueMinute.objects.filter(minute__gte=since.replace(second=0, microsecond=0))
+        .values("queue__name")
+        .annotate(
+            completed=Sum("completed"),
+            failed=Sum("failed"),
+            retried=Sum("retried"),
+            ms=Sum("duration_ms_sum"),
+        )
+        .order_by("queue__name")
+    )
+
+    def summary(completed: int, failed: int, retried: int, ms: int) -> dict:
+        finished = completed + failed
+        tries = finished + retried
+        return {
+            "total": finished,
+            "completed": completed,
+            "failed": failed,
+            "retried": retried,
+            "success_rate": round(completed / finished, 4) if finished else None,
+            "average_processing_ms": round(ms / tries, 1) if tries else None,
+        }
+
+    per_queue = {
+        r["queue__name"]: summary(r["completed"], r["failed"], r["retried"], r["ms"]) for r in rows
+    }
+    totals = [sum(r[k] for r in rows) for k in ("completed", "failed", "retried", "ms")]
+    return {
+        "window_seconds": window_seconds,
+        "since": since.isoformat(),
+        **summary(*totals),
+        "queues": per_queue,
+    }

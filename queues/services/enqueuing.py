@@ -357,6 +357,8 @@ def _initial_status(item: _Planned, parent_statuses: list[str]) -> None:
 def _insert(jobs: list[Job]) -> list[Job]:
     """Insert the jobs; a job whose unique_key is taken by an unfinished job of its queue
     is replaced by that job (the database constraint decides, not a Python check)."""
+    for job in jobs:
+        job.was_created = True  # False on an existing job returned for its unique_key
     if not any(j.unique_key for j in jobs):
         Job.objects.bulk_create(jobs, batch_size=1000)
         return jobs
@@ -382,6 +384,7 @@ def _insert(jobs: list[Job]) -> list[Job]:
             if other is None:
                 still.append(i)  # it finished meanwhile: insert ours after all
             else:
+                other.was_created = False
                 result[i] = other
         if not still:
             return result

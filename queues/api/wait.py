@@ -1,0 +1,95 @@
+"""The task gateway's long-poll (seed 004): ``GET /api/v1/jobs/{id}/wait/?timeout=30``.
+
+An async view: a waiting client holds no thread and no database connection, only a Redis
+pub/sub subscription. It answers as soon as the job reaches a final state (200), or with
+408 and the current state after the timeout (at most 60 s). Run under ASGI (uvicorn) to
+serve many waiters; under WSGI it still works, one thread per waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.http import JsonResponse
+from rest_framework.authtoken.models import Token
+
+from queues.events import channel, job_event
+from queues.exceptions import JobNotFound
+from queues.models import FINAL_STATUSES
+from queues.services.jobs import get_job
+
+MAX_TIMEOUT = 60.0
+# A waiter re-reads the job this often even without a message (a lost publish only delays).
+RECHECK_SECONDS = 5.0
+
+
+def _user_for(request):
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.startswith("Token "):
+        token = Token.objects.select_related("user").filter(key=header[6:].strip()).first()
+        return token.user if token and token.user.is_active else None
+    user = request.user  # session
+    return user if user.is_authenticated else None
+
+
+def _state(job_id):
+    """The job's JSON and whether it is final; returns the database connection at once."""
+    try:
+        job = get_job(job_id)
+        return job_event(job), job.status in FINAL_STATUSES
+    finally:
+        close_old_connections()
+        connection.close()
+
+
+async def job_wait(request, pk):
+    user = await sync_to_async(_user_for)(request)
+    if user is None:
+        return JsonResponse(
+            {"detail": "Authentication credentials were not provided."},
+            status=401,
+            headers={"WWW-Authenticate": "Token"},
+        )
+    if not await sync_to_async(user.has_perm)("queues.view_job"):
+        return JsonResponse({"detail": "requires the permission queues.view_job"}, status=403)
+    try:
+        timeout = float(request.GET.get("timeout", 30))
+    except ValueError:
+        timeout = -1
+    if not 0 <= timeout <= MAX_TIMEOUT:
+        return JsonResponse({"timeout": [f"seconds from 0 to {MAX_TIMEOUT:g}"]}, status=400)
+    try:
+        state, final = await sync_to_async(_state)(pk)
+    except JobNotFound as exc:
+        return JsonResponse({"detail": str(exc)}, status=404)
+    if final or timeout == 0:
+        return JsonResponse(state, status=200 if final else 408)
+
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub()
+    deadline = time.monotonic() + timeout
+    try:
+        await pubsub.subscribe(channel(pk))
+        # Re-read after subscribing: a change between the first read and the subscription
+        # would otherwise be missed.
+        state, final = await sync_to_async(_state)(pk)
+        while not final:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=min(left, RECHECK_SECONDS)
+            )
+            state, final = await sync_to_async(_state)(pk)
+    except asyncio.CancelledError:
+        raise
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    return JsonResponse(state, status=200 if final else 408)
