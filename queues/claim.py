@@ -111,9 +111,8 @@ def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
     allowed, retry_after = limit, None
     if q.concurrency:
         active = Job.objects.filter(queue=q, status=JobStatus.ACTIVE).count()
+        # No retry hint: the drain that frees a slot goes on claiming by itself.
         allowed = min(allowed, q.concurrency - active)
-        if allowed <= 0:
-            retry_after = 0.2  # a slot frees when a job finishes; its drain re-rings
     window = None
     if q.rate_limit_max and q.rate_limit_duration_ms:
         window = timedelta(milliseconds=q.rate_limit_duration_ms)

@@ -8,14 +8,18 @@ expired, is not overwritten; its attempt row records what happened instead.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from queues import events
 from queues.claim import ClaimedJob
 from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobStatus
+
+logger = logging.getLogger("queues.finalize")
 
 _FINALIZE_SQL = """
 UPDATE queues_job AS j
@@ -65,13 +69,48 @@ class Outcome:
 
 
 def finalize(outcomes: list[Outcome], *, worker: str) -> set:
-    """Record ``outcomes``; returns the ids of the jobs whose row was updated."""
+    """Record ``outcomes``; returns the ids of the jobs whose row was updated.
+
+    If the batch cannot be written as a whole because of one outcome's data (the database
+    refuses it), each outcome is written on its own and only the offending job is failed,
+    with the reason: one bad result never keeps a whole batch active.
+    """
+    if not outcomes:
+        return set()
+    try:
+        return _finalize(outcomes, worker=worker)
+    except (DataError, IntegrityError):
+        logger.exception("batch finalize refused; recording %d outcomes one by one", len(outcomes))
+    applied: set = set()
+    for outcome in outcomes:
+        try:
+            applied |= _finalize([outcome], worker=worker)
+        except (DataError, IntegrityError) as exc:
+            applied |= _finalize([_unrecordable(outcome, exc)], worker=worker)
+    return applied
+
+
+def _unrecordable(o: Outcome, exc: Exception) -> Outcome:
+    return Outcome(
+        job=o.job,
+        status=JobStatus.FAILED,
+        attempt_outcome=AttemptOutcome.FAILED,
+        started_at=o.started_at,
+        finished_at=o.finished_at,
+        error=clean_text(f"the outcome could not be recorded: {type(exc).__name__}: {exc}"),
+    )
+
+
+def clean_text(text: str) -> str:
+    """Postgres text cannot hold NUL characters."""
+    return text.replace("\x00", "\\x00")
+
+
+def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
     from queues.dependencies import resolve_dependants
     from queues.metrics import record_outcomes
     from queues.services.enqueuing import ring_on_commit
 
-    if not outcomes:
-        return set()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             applied = _update_postgres(outcomes)
@@ -81,16 +120,21 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
         now_status = (
             dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}
         )
-        # A stall sweep may already have written this attempt's row: keep the first.
+        # A job deleted meanwhile gets no attempt row; a stall sweep may already have
+        # written this attempt's row: keep the first.
         JobAttempt.objects.bulk_create(
             [
                 _attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id))
                 for o in outcomes
-                if o.counted
+                if o.counted and (o.job.id in applied or o.job.id in now_status)
             ],
             ignore_conflicts=True,
         )
-        record_outcomes(outcomes)
+        # A job cancelled while it ran is no longer held by this worker once it stopped.
+        stopped = [i for i, st in now_status.items() if st == JobStatus.CANCELLED]
+        if stopped:
+            Job.objects.filter(id__in=stopped, worker=worker).update(worker="", locked_until=None)
+        transaction.on_commit(partial(record_outcomes, outcomes))
         events.status_changed(
             list(applied),
             webhook_ids=[o.job.id for o in outcomes if o.job.webhook_url and o.job.id in applied],

@@ -81,6 +81,14 @@ class Maintenance:
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.next_snapshot = 0.0
 
+    @staticmethod
+    def _step(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            logger.exception("maintenance step %s failed", step.__name__)
+            close_old_connections()
+
     def tick(self) -> float | None:
         cfg = settings.JOBPLATFORM
         now = time.monotonic()
@@ -91,14 +99,15 @@ class Maintenance:
         if now >= self.next_rewake:
             names.update(queues_with_waiting_jobs())
             self.next_rewake = now + cfg["REWAKE_INTERVAL"]
-        if now >= self.next_retention:
-            enqueue_retention()
-            self.next_retention = now + cfg["RETENTION_INTERVAL"]
-        if now >= self.next_snapshot:
-            refresh_snapshots()
-            self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
         if names:
             doorbell.ring(names)
+        # Optional steps: one failing must not stop the others or the next tick.
+        if now >= self.next_retention:
+            self.next_retention = now + cfg["RETENTION_INTERVAL"]
+            self._step(enqueue_retention)
+        if now >= self.next_snapshot:
+            self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
+            self._step(refresh_snapshots)
         hints = []
         for hook in _tick_hooks:
             try:

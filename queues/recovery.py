@@ -53,6 +53,10 @@ def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
 def recover_stalled(*, now: datetime | None = None) -> list[str]:
     """Requeue (or fail) active jobs whose lock expired. Returns the queues to wake."""
     now = now or timezone.now()
+    # A cancelled job whose worker died while it was stopping: nobody holds it any more.
+    Job.objects.filter(status=JobStatus.CANCELLED, locked_until__lt=now).exclude(worker="").update(
+        worker="", locked_until=None
+    )
     with transaction.atomic():
         rows = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
@@ -156,19 +160,18 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
     return sorted(set(names))
 
 
-def record_killed_attempt(*, running, worker: str, reason: str) -> None:
-    """Write the outcome of a job whose handler ignored its interrupt and is about to be
-    killed with its process: ``timeout`` (retried per policy) or ``cancelled``."""
+def killed_outcome(*, running, reason: str):
+    """The outcome of a job whose handler ignored its interrupt and is about to be killed
+    with its process: ``timeout`` (retried per policy) or ``cancelled``."""
     from queues.claim import ClaimedJob
-    from queues.finalize import finalize
     from queues.runner import failure_outcome
 
     job = Job.objects.filter(pk=running.job_id).first()
     if job is None:
-        return
+        return None
     claimed = ClaimedJob.from_job(job, attempt=running.attempt)
     started = timezone.now() - timedelta(seconds=time_since(running.started))
-    outcome = failure_outcome(
+    return failure_outcome(
         claimed,
         started_at=started,
         finished_at=timezone.now(),
@@ -179,7 +182,6 @@ def record_killed_attempt(*, running, worker: str, reason: str) -> None:
         ),
         permanent=False,
     )
-    finalize([outcome], worker=worker)
 
 
 def time_since(monotonic_start: float) -> float:

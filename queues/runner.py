@@ -25,7 +25,7 @@ from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
 from queues.context import JobContext
 from queues.exceptions import PermanentError, UnknownHandler
-from queues.finalize import Outcome, finalize
+from queues.finalize import Outcome, clean_text, finalize
 from queues.limits import RateLimited
 from queues.models import AttemptOutcome, JobStatus, Queue
 from queues.recovery import release_unstarted
@@ -122,7 +122,9 @@ def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
             if runtime.should_stop():
                 release_unstarted(ids=[j.id for j in jobs[index:]], worker=worker)
                 break
-            outcomes.append(run_job(job, queue_name=queue.name, worker=worker))
+            outcome = run_job(job, queue_name=queue.name, worker=worker)
+            outcomes.append(outcome)
+            runtime.record(outcome)
         _finalize_with_retry(outcomes, worker=worker)
     finally:
         runtime.end_batch()
@@ -158,8 +160,8 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
             job,
             started_at=started_at,
             finished_at=finished_at,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback="".join(tb.format_exception(exc)),
+            error=clean_text(f"{type(exc).__name__}: {exc}"),
+            traceback=clean_text("".join(tb.format_exception(exc))),
             attempt_outcome=outcome,
             permanent=permanent,
         )
@@ -212,11 +214,14 @@ def _result_json(result: object) -> str | None:
     if result is None:
         return None
     try:
-        return json.dumps(result)
+        text = json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise _ResultNotJSON(
             f"the handler returned {type(result).__name__}, which is not JSON-serializable: {exc}"
         ) from exc
+    if "\\u0000" in text:
+        raise _ResultNotJSON("the handler's result contains a NUL character (\\u0000)")
+    return text
 
 
 def failure_outcome(

@@ -28,7 +28,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 logger = logging.getLogger("queues.runtime")
@@ -69,6 +69,7 @@ class Runtime:
         self._lock = threading.Lock()
         self.worker = ""
         self.batch: set[UUID] = set()
+        self.done: list = []
         self.lock_duration = 30
         self.running: Running | None = None
         self.interrupt_reason: str | None = None
@@ -91,6 +92,7 @@ class Runtime:
         with self._lock:
             self.worker = worker
             self.batch = set(ids)
+            self.done = []
             self.lock_duration = lock_duration
             self._next_extend = time.monotonic() + max(lock_duration / 3, 0.5)
         self._ensure_keeper()
@@ -99,12 +101,15 @@ class Runtime:
     def end_batch(self) -> None:
         with self._lock:
             self.batch = set()
+            self.done = []
             self.running = None
         self.touch()
 
-    def forget(self, job_id: UUID) -> None:
+    def record(self, outcome) -> None:
+        """An outcome of this batch, not yet written (the keeper writes it if it must kill
+        the process before the batch ends)."""
         with self._lock:
-            self.batch.discard(job_id)
+            self.done.append(outcome)
 
     def begin_job(self, running: Running) -> None:
         self._install_alarm()
@@ -115,11 +120,20 @@ class Runtime:
             signal.setitimer(signal.ITIMER_REAL, running.timeout)
 
     def end_job(self) -> None:
-        if self._alarm_installed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        with self._lock:
-            self.running = None
-            self.interrupt_reason = None
+        # No interrupt may land while the job is being put away: block SIGALRM, disarm,
+        # clear; a signal still pending then finds no running job and does nothing.
+        blocked = self._alarm_installed and threading.current_thread() is threading.main_thread()
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        try:
+            if self._alarm_installed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            with self._lock:
+                self.running = None
+                self.interrupt_reason = None
+        finally:
+            if blocked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
     # --- interrupts ---------------------------------------------------------------------
 
@@ -181,7 +195,7 @@ class Runtime:
             running.cancel_seen = now
         cancel_due = running.cancel_seen is not None and running.interrupted is None
         if cancel_due and now - running.cancel_seen >= cfg["CANCEL_GRACE"]:
-            self._interrupt("cancelled")
+            self._interrupt(running, "cancelled")
         overdue = running.timeout is not None and now - running.started >= (
             running.timeout + cfg["HARD_KILL_GRACE"]
         )
@@ -194,24 +208,26 @@ class Runtime:
     def _extend_locks(self, batch: set[UUID], worker: str, lock_duration: int) -> None:
         from queues.models import Job, JobStatus
 
-        Job.objects.filter(id__in=batch, status=JobStatus.ACTIVE, worker=worker).update(
-            locked_until=timezone.now() + timedelta(seconds=lock_duration)
-        )
+        Job.objects.filter(
+            id__in=batch, status__in=[JobStatus.ACTIVE, JobStatus.CANCELLED], worker=worker
+        ).update(locked_until=timezone.now() + timedelta(seconds=lock_duration))
 
     def _is_cancelled(self, job_id: UUID) -> bool:
         from queues.models import Job, JobStatus
 
         return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
-    def _interrupt(self, reason: str) -> None:
+    def _interrupt(self, running: Running, reason: str) -> None:
         with self._lock:
+            if self.running is not running:
+                return  # that job ended meanwhile: never interrupt the next one
             self.interrupt_reason = reason
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
 
     def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
         batch, and end this process (django-q2 replaces it)."""
-        from queues.recovery import record_killed_attempt, release_unstarted
+        from queues.recovery import killed_outcome, release_unstarted
 
         reason = (
             "cancelled, and the handler did not stop: its worker process was killed"
@@ -220,10 +236,19 @@ class Runtime:
             "worker process was killed"
         )
         logger.error("job %s %s", running.job_id, reason)
+        with self._lock:
+            if self.running is not running:
+                return  # it ended meanwhile
+            done = list(self.done)
         try:
-            with transaction.atomic():
-                record_killed_attempt(running=running, worker=worker, reason=reason)
-            release_unstarted(ids=batch - {running.job_id}, worker=worker)
+            from queues.finalize import finalize
+
+            # The jobs of this batch that already ran are recorded with the killed one;
+            # only those never started go back to waiting.
+            killed = killed_outcome(running=running, reason=reason)
+            finalize([*done, *([killed] if killed else [])], worker=worker)
+            finished = {o.job.id for o in done} | {running.job_id}
+            release_unstarted(ids=batch - finished, worker=worker)
         finally:
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -369,7 +369,10 @@ def scheduler_tick() -> float | None:
     if not _synced:
         from scheduling.system import sync_system_schedules
 
-        logger.info("system schedules: %s", sync_system_schedules())
-        _synced = True
+        try:
+            logger.info("system schedules: %s", sync_system_schedules())
+            _synced = True
+        except Exception:
+            logger.exception("could not sync the system schedules; retrying next tick")
     fire_due()
     return seconds_until_next_due()

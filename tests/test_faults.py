@@ -368,3 +368,22 @@ def test_postgres_restart_while_workers_run(processes):
         time.monotonic() - restarted_at,
     )
     assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() >= len(jobs)
+
+
+def test_a_hard_kill_keeps_the_outcomes_of_the_batch_that_already_ran(processes):
+    from queues import pause_queue, resume_queue
+
+    start_platform(processes, HARD_KILL_GRACE="1")
+    warm = enqueue("platform.echo", {})
+    wait_for(lambda: status(warm) == JobStatus.COMPLETED, timeout=30, message="warm-up")
+    pause_queue("default")  # so the next claim takes all of them in one batch
+    echoes = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(5)])
+    stubborn = enqueue("test.stubborn", {"seconds": 60}, timeout=0.5, attempts=1)
+    resume_queue("default")
+    wait_for(lambda: status(stubborn) == JobStatus.FAILED, timeout=30, message="the hard kill")
+    assert all(status(j) == JobStatus.COMPLETED for j in echoes)
+    for job in echoes:
+        assert list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True)) == [
+            "completed"
+        ]
+    assert JobAttempt.objects.get(job=stubborn).outcome == AttemptOutcome.TIMEOUT

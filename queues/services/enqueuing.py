@@ -106,9 +106,12 @@ def _plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) ->
         payload = {}
     try:
         # Round-trip so the row holds exactly what the handler will receive.
-        payload = json.loads(json.dumps(payload, allow_nan=False))
+        text = json.dumps(payload, allow_nan=False)
+        payload = json.loads(text)
     except (TypeError, ValueError) as exc:
         raise EnqueueError(f"payload must be JSON-serializable: {exc}") from None
+    if "\\u0000" in text:
+        raise EnqueueError("payload must not contain NUL characters (\\u0000)")
 
     priority = _pick(options.get("priority"), handler.priority, queue.default_priority)
     if not _is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from queues import events
@@ -15,7 +15,8 @@ from queues.models import FINAL_STATUSES, Job, JobStatus
 from queues.services.enqueuing import ring_on_commit
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
-CANCELLABLE = (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED, JobStatus.ACTIVE)
+UNSTARTED = (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED)
+CANCELLABLE = (*UNSTARTED, JobStatus.ACTIVE)
 
 
 def get_job(job_id: UUID | str) -> Job:
@@ -42,11 +43,35 @@ def _retry_fields() -> dict:
     }
 
 
+def _retryable(jobs: QuerySet[Job]) -> QuerySet[Job]:
+    """Failed or cancelled, no longer held by a worker, and no unfinished job of the queue
+    holds its unique_key (the retry would break the one-unfinished-job rule)."""
+    twin = Job.objects.filter(
+        queue=OuterRef("queue"),
+        unique_key=OuterRef("unique_key"),
+        status__in=[JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED, JobStatus.ACTIVE],
+    ).exclude(pk=OuterRef("pk"))
+    return jobs.filter(status__in=RETRYABLE, worker="").exclude(
+        Q(unique_key__isnull=False) & Exists(twin)
+    )
+
+
 def retry_job(job_id: UUID | str) -> Job:
     """Run a failed or cancelled job again, with its original options."""
     job = get_job(job_id)
+    if job.status == JobStatus.CANCELLED and job.worker:
+        raise InvalidJobState(
+            f"job {job.pk} was cancelled and its handler is still stopping; retry it later",
+            state=job.status,
+        )
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status__in=RETRYABLE).update(**_retry_fields())
+        updated = _retryable(Job.objects.filter(pk=job.pk)).update(**_retry_fields())
+        if not updated and job.status in RETRYABLE:
+            raise InvalidJobState(
+                f"job {job.pk} cannot be retried: another unfinished job of queue "
+                f"{job.queue.name} has its unique_key {job.unique_key!r}",
+                state=job.status,
+            )
         if not updated:
             raise InvalidJobState(
                 f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried",
@@ -62,7 +87,7 @@ def retry_jobs(jobs: QuerySet[Job]) -> int:
     """Retry every failed or cancelled job in ``jobs`` (e.g. the dead-letter set, filtered)
     with one UPDATE. Returns how many."""
     with transaction.atomic():
-        ids = list(jobs.filter(status__in=RETRYABLE).values_list("id", flat=True))
+        ids = list(_retryable(jobs).values_list("id", flat=True))
         names = list(
             Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
         )
@@ -102,8 +127,10 @@ def _cancel(jobs: QuerySet[Job]) -> int:
     )
     if not ids:
         return 0
+    # An active job keeps its worker and lock until its handler stops: the worker's keeper
+    # renews the lock meanwhile, and a job still stopping cannot be retried or deleted.
     count = Job.objects.filter(id__in=ids, status__in=CANCELLABLE).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now(), locked_until=None
+        status=JobStatus.CANCELLED, finished_at=timezone.now()
     )
     parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
     ring_on_commit(resolve_dependants(list(parents)))
@@ -131,9 +158,10 @@ def delete_jobs(jobs: QuerySet[Job]) -> tuple[int, int]:
     (cancel them first): their worker still has to record the attempt. Unfinished jobs
     are cancelled first so their dependants are resolved. Returns (deleted, skipped)."""
     with transaction.atomic():
-        skipped = jobs.filter(status=JobStatus.ACTIVE).count()
-        ids = list(jobs.exclude(status=JobStatus.ACTIVE).values_list("id", flat=True))
-        _cancel(Job.objects.filter(id__in=ids))
+        running = Q(status=JobStatus.ACTIVE) | ~Q(worker="")
+        skipped = jobs.filter(running).count()
+        ids = list(jobs.exclude(running).values_list("id", flat=True))
+        _cancel(Job.objects.filter(id__in=ids, status__in=UNSTARTED))
         return delete_ids(ids, statuses=list(FINAL_STATUSES)), skipped
 
 
@@ -144,8 +172,9 @@ def delete_ids(ids, *, statuses) -> int:
     if not ids:
         return 0
     with transaction.atomic():
+        # Never a job a worker still holds (active, or cancelled and still stopping).
         ids = list(
-            Job.objects.filter(id__in=ids, status__in=statuses)
+            Job.objects.filter(id__in=ids, status__in=statuses, worker="")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)
         )

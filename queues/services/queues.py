@@ -10,7 +10,7 @@ from django.utils import timezone
 from queues.exceptions import InvalidJobState, QueueNotFound
 from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
 from queues.services.enqueuing import ring_on_commit
-from queues.services.jobs import _cancel, delete_ids
+from queues.services.jobs import UNSTARTED, _cancel, delete_ids
 
 CLEANABLE = (
     JobStatus.COMPLETED,
@@ -79,7 +79,8 @@ def _delete_unstarted(jobs) -> int:
     # way a cancelled parent does), then delete.
     with transaction.atomic():
         ids = list(jobs.values_list("id", flat=True))
-        _cancel(Job.objects.filter(id__in=ids))
+        # Only what is still unstarted: a job claimed meanwhile is left to its worker.
+        _cancel(jobs.filter(id__in=ids, status__in=UNSTARTED))
         return delete_ids(ids, statuses=[JobStatus.CANCELLED])
 
 

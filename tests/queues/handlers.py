@@ -73,3 +73,13 @@ def sms(ctx, payload):
         f"phone:{payload['phone']}", limit=payload.get("limit", 2), per=payload.get("per", 1)
     )
     return {"sent": payload["phone"]}
+
+
+@job("test.nan_result")
+def nan_result(ctx, payload):
+    return {"x": float("nan")}
+
+
+@job("test.nul_error")
+def nul_error(ctx, payload):
+    raise ValueError("bad\x00byte")

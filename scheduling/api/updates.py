@@ -1,0 +1,75 @@
+"""Changing and deleting a schedule from the API.
+
+scheduling/services.py has no update or delete service yet (the admin saves its form and
+calls ``reschedule``), so these thin helpers compose the existing services. They belong
+in scheduling/services.py; move them there when it grows them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from scheduling import services
+from scheduling.calendar import cron_expression, zone_name
+from scheduling.models import ScheduledJob
+
+KIND_FIELDS = ("cron", "timezone_name", "every", "period", "run_at")
+# Changing any of these moves the next run.
+TIMING_FIELDS = {*KIND_FIELDS, "start_at", "end_at"}
+
+
+def update_schedule(
+    *, schedule: ScheduledJob, changes: dict[str, Any], now: datetime | None = None
+) -> ScheduledJob:
+    """Apply ``changes`` (model fields, ``status`` and the schedule itself: ``cron`` /
+    ``timezone_name``, ``every`` / ``period`` or ``run_at``). Everything is validated
+    before the transaction commits: a refused change raises ``ScheduleError`` and leaves
+    the schedule as it was."""
+    now = now or timezone.now()
+    changes = dict(changes)
+    status = changes.pop("status", None)
+    kind = {k: changes.pop(k) for k in KIND_FIELDS if k in changes}
+    with transaction.atomic():
+        schedule = (
+            ScheduledJob.objects.select_for_update(of=("self",))
+            .select_related("crontab", "interval", "clocked", "queue")
+            .get(pk=schedule.pk)
+        )
+        for field, value in changes.items():
+            setattr(schedule, field, value)
+        if kind:
+            _set_kind(schedule, kind)
+        # The same checks create_schedule runs (handler options, misfire, start/end).
+        services._validate(schedule, queue=None)
+        schedule.save()
+        if status is not None and status != schedule.status:
+            schedule = services.set_status(schedule, status, now=now)
+        if TIMING_FIELDS & (set(kind) | set(changes)):
+            services.reschedule(schedule, now=now)
+    return schedule
+
+
+def _set_kind(schedule: ScheduledJob, kind: dict[str, Any]) -> None:
+    crontab = interval = clocked = None
+    if "cron" in kind or "timezone_name" in kind:
+        was_cron = schedule.crontab_id is not None
+        cron = kind.get("cron") or cron_expression(schedule)
+        zone = kind.get("timezone_name") or (zone_name(schedule) if was_cron else None)
+        crontab = services.crontab_for(cron, zone)
+    elif "every" in kind or "period" in kind:
+        current = schedule.interval
+        every = kind.get("every", current.every if current else None)
+        period = kind.get("period") or (current.period if current else "seconds")
+        interval = services.interval_for(every, period)
+    else:
+        clocked = services.clocked_for(kind["run_at"])
+    schedule.crontab, schedule.interval, schedule.clocked = crontab, interval, clocked
+
+
+def delete_schedule(*, schedule: ScheduledJob) -> None:
+    """Delete the schedule and its run history (the jobs it enqueued stay)."""
+    schedule.delete()
