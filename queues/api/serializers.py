@@ -101,6 +101,16 @@ class JobCreateIn(serializers.Serializer):
     unique_key = serializers.CharField(required=False, max_length=200)
     webhook_url = serializers.URLField(required=False, max_length=500)
 
+    def validate_webhook_url(self, value: str) -> str:
+        from queues.exceptions import EnqueueError
+        from queues.webhooks import check_webhook_url
+
+        try:
+            check_webhook_url(value)
+        except EnqueueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
+
     def validate(self, data):
         if "delay_ms" in data and "run_at" in data:
             raise serializers.ValidationError(

@@ -2,6 +2,7 @@
 matrix (nothing written), 404, and 401/403 for every route."""
 
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,18 +14,21 @@ from rest_framework.test import APIClient
 
 from queues.models import Job
 from scheduling import services
-from scheduling.models import RunTrigger, ScheduledJob, ScheduleRun, ScheduleStatus
+from scheduling.models import ScheduledJob, ScheduleRun, ScheduleStatus
+from scheduling.selectors import next_runs
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/schedules/"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+BASE = {"name": "n", "handler": "platform.echo"}
+CRON = {**BASE, "cron": "0 2 * * *"}
+BACKWARDS = {"start_at": "2030-01-02T00:00Z", "end_at": "2030-01-01T00:00Z"}
 
 
 def client_for(user=None) -> APIClient:
     client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
+    client.force_authenticate(user)
     return client
 
 
@@ -35,9 +39,9 @@ def admin():
 
 @pytest.fixture
 def tick():
-    return services.create_schedule(
-        name="tick", handler="platform.echo", every=60, payload={"a": 1}
-    )
+    start = timezone.now().replace(microsecond=0)  # the grid's anchor (see the xfail below)
+    kw = {"every": 60, "payload": {"a": 1}, "start_at": start}
+    return services.create_schedule(name="tick", handler="platform.echo", **kw)
 
 
 def state() -> dict:
@@ -50,41 +54,38 @@ def state() -> dict:
     }
 
 
+def attrs(obj, names: str) -> tuple:
+    return attrgetter(*names.split())(obj)
+
+
+def items(data, names: str) -> tuple:
+    return itemgetter(*names.split())(data)
+
+
 def test_create_cron_schedule(admin):
-    body = {
-        "name": "backup",
-        "description": "nightly",
-        "handler": "platform.echo",
-        "queue": "data-export",
-        "payload": {"backupType": "full"},
-        "priority": 3,
-        "retry_attempts": 5,
-        "retry_delay_ms": 5000,
-        "timeout_ms": 300000,
-        "cron": "0 2 * * *",
-        "timezone": "Asia/Shanghai",
-        "misfire_policy": "catch_up",
-        "max_catch_up": 3,
-        "domain": "ops",
-        "run_limit": 10,
-    }
+    body = {**CRON, "name": "backup", "timezone": "Asia/Shanghai", "description": "nightly"}
+    body |= {"queue": "data-export", "payload": {"backupType": "full"}, "domain": "ops"}
+    body |= {"priority": 3, "retry_attempts": 5, "retry_delay_ms": 5000, "timeout_ms": 300000}
+    body |= {"misfire_policy": "catch_up", "max_catch_up": 3, "run_limit": 10}
     response = admin.post(URL, body, format="json")
     assert response.status_code == 201, response.data
     schedule = ScheduledJob.objects.get()
     crontab = schedule.crontab
     assert (crontab.minute, crontab.hour, str(crontab.timezone)) == ("0", "2", "Asia/Shanghai")
-    assert (schedule.queue.name, schedule.payload, schedule.priority) == ("data-export", {"backupType": "full"}, 3)  # fmt: skip
-    assert (schedule.retry_attempts, schedule.retry_delay_ms, schedule.timeout) == (5, 5000, 300)
-    assert (schedule.misfire_policy, schedule.max_catch_up, schedule.run_limit) == ("catch_up", 3, 10)  # fmt: skip
-    assert (schedule.status, schedule.domain, schedule.description) == (1, "ops", "nightly")
+    assert attrs(schedule, "queue.name payload priority retry_attempts retry_delay_ms") == (
+        ("data-export", {"backupType": "full"}, 3, 5, 5000)
+    )
+    assert attrs(schedule, "timeout misfire_policy max_catch_up run_limit status domain") == (
+        (300, "catch_up", 3, 10, 1, "ops")
+    )
     local = schedule.next_run_at.astimezone(SHANGHAI)
     assert (local.hour, local.minute) == (2, 0)
     assert timezone.now() < schedule.next_run_at <= timezone.now() + timedelta(days=1)
     data = response.data
     assert data["id"] == schedule.pk and data["status_name"] == "enabled"
-    assert (data["cron"], data["timezone"], data["every"], data["run_at"]) == ("0 2 * * *", "Asia/Shanghai", None, None)  # fmt: skip
-    assert data["schedule_text"] == "At 02:00 (Asia/Shanghai)"
-    assert (data["timeout_ms"], data["queue"], data["run_count"]) == (300000, "data-export", 0)
+    assert items(data, "cron timezone every run_at schedule_text timeout_ms description") == (
+        ("0 2 * * *", "Asia/Shanghai", None, None, "At 02:00 (Asia/Shanghai)", 300000, "nightly")
+    )
     runs = [datetime.fromisoformat(t) for t in data["next_runs"]]
     assert runs[0] == schedule.next_run_at and len(runs) == 5
     assert all(b - a == timedelta(days=1) for a, b in zip(runs, runs[1:], strict=False))
@@ -92,50 +93,37 @@ def test_create_cron_schedule(admin):
 
 
 def test_create_from_seed_002_camel_case_body(admin):
-    body = {
-        "name": "每日数据备份",
-        "handlerName": "platform.echo",
-        "cronExpression": "0 0 2 * * *",  # seed 002's six fields, seconds = 0
-        "timezone": "Asia/Shanghai",
-        "payload": {"backupType": "full"},
-        "retryAttempts": 3,
-        "retryDelay": 5000,
-        "timeout": 300000,
-        "status": 2,
-    }
+    # Seed 002's body: camelCase, six cron fields (seconds = 0), timeout in ms, status 2.
+    body = {"name": "每日数据备份", "handlerName": "platform.echo", "cronExpression": "0 0 2 * * *"}
+    body |= {"timezone": "Asia/Shanghai", "payload": {"backupType": "full"}, "status": 2}
+    body |= {"retryAttempts": 3, "retryDelay": 5000, "timeout": 300000}
     assert admin.post(URL, body, format="json").status_code == 201
     schedule = ScheduledJob.objects.get()
-    assert (schedule.handler, schedule.retry_attempts, schedule.retry_delay_ms) == ("platform.echo", 3, 5000)  # fmt: skip
-    assert (schedule.timeout, schedule.status) == (300, ScheduleStatus.PAUSED)
-    assert (schedule.crontab.hour, schedule.crontab.minute) == ("2", "0")
+    assert attrs(schedule, "handler retry_attempts retry_delay_ms timeout status") == (
+        ("platform.echo", 3, 5000, 300, ScheduleStatus.PAUSED)
+    )
+    assert attrs(schedule, "crontab.hour crontab.minute") == ("2", "0")
 
 
 def test_create_interval_one_off_and_run_immediately(admin):
-    response = admin.post(
-        URL,
-        {
-            "name": "i",
-            "handler": "platform.echo",
-            "every": 30,
-            "period": "minutes",
-            "status": "disabled",
-        },  # fmt: skip
-        format="json",
-    )
+    body = {**BASE, "name": "i", "every": 30, "period": "minutes", "status": "disabled"}
+    response = admin.post(URL, body, format="json")
     assert response.status_code == 201
-    assert (response.data["every"], response.data["period"]) == (30, "minutes")
-    assert (response.data["schedule_text"], response.data["next_runs"]) == ("Every 0:30:00", [])
+    assert items(response.data, "every period schedule_text next_runs") == (
+        (30, "minutes", "Every 0:30:00", [])
+    )
     interval = ScheduledJob.objects.get(name="i")
-    assert (interval.interval.every, interval.interval.period) == (30, "minutes")
-    assert (interval.status, interval.next_run_at) == (0, None)
+    assert attrs(interval, "interval.every interval.period status next_run_at") == (
+        (30, "minutes", 0, None)
+    )
 
     at = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
-    body = {"name": "o", "handler": "platform.echo", "run_at": at.isoformat(), "run_immediately": True}  # fmt: skip
+    body = {**BASE, "name": "o", "run_at": at.isoformat(), "run_immediately": True}
     assert admin.post(URL, body, format="json").status_code == 201
     once = ScheduledJob.objects.get(name="o")
     assert (once.clocked.clocked_time, once.next_run_at, once.run_immediately) == (at, at, True)
     run = once.runs.get()
-    assert (run.trigger, run.job.name, run.job.status) == (RunTrigger.IMMEDIATE, "platform.echo", "waiting")  # fmt: skip
+    assert attrs(run, "trigger job.name job.status") == ("immediate", "platform.echo", "waiting")
 
 
 def test_list_is_paginated_by_name_with_last_outcome(admin, tick, django_assert_num_queries):
@@ -146,17 +134,28 @@ def test_list_is_paginated_by_name_with_last_outcome(admin, tick, django_assert_
     assert response.status_code == 200
     assert response.data["count"] == 2 and response.data["previous"] is not None
     [row] = response.data["results"]
-    assert (row["name"], row["last_run_status"], row["every"], row["period"]) == ("tick", "waiting", 60, "seconds")  # fmt: skip
+    assert items(row, "name last_run_status every period") == ("tick", "waiting", 60, "seconds")
     assert "payload" not in row and "next_runs" not in row
 
 
 def test_detail(admin, tick):
     data = admin.get(f"{URL}{tick.pk}/").data
-    assert (data["name"], data["payload"], data["schedule_text"]) == ("tick", {"a": 1}, "Every 0:01:00")  # fmt: skip
+    assert items(data, "name payload schedule_text") == ("tick", {"a": 1}, "Every 0:01:00")
     assert datetime.fromisoformat(data["next_run_at"]) == tick.next_run_at
     runs = [datetime.fromisoformat(t) for t in data["next_runs"]]
     assert runs == [tick.next_run_at + timedelta(minutes=n) for n in range(5)]
     assert (data["last_run_at"], data["run_count"], data["last_error"]) == (None, 0, "")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scheduling/services.py create_schedule sets created_at=now, but auto_now_add "
+    "overwrites it on save: an interval without start_at gets next_run_at on one grid and "
+    "every later run on another (ms apart, or far apart when now= is passed)",
+)
+def test_interval_without_start_at_keeps_one_grid():
+    schedule = services.create_schedule(name="g", handler="platform.echo", every=60)
+    assert next_runs(schedule, 1) == [schedule.next_run_at]
 
 
 def test_patch_changes_options_status_and_schedule(admin, tick):
@@ -173,9 +172,12 @@ def test_patch_changes_options_status_and_schedule(admin, tick):
     response = admin.patch(f"{URL}{tick.pk}/", body, format="json")
     assert response.status_code == 200, response.data
     tick.refresh_from_db()
-    assert (tick.status, tick.payload, tick.priority, tick.retry_attempts) == (2, {"b": 2}, 1, 2)
-    assert (tick.timeout, tick.description, tick.interval_id) == (1.5, "d", None)
-    assert (tick.crontab.day_of_week, str(tick.crontab.timezone)) == ("1-5", "Europe/Paris")
+    assert attrs(tick, "status payload priority retry_attempts timeout description") == (
+        (2, {"b": 2}, 1, 2, 1.5, "d")
+    )
+    assert (tick.interval_id, tick.crontab.day_of_week, str(tick.crontab.timezone)) == (
+        (None, "1-5", "Europe/Paris")
+    )
     local = tick.next_run_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (local.hour, local.minute, local.isoweekday() <= 5) == (9, 30, True)
     assert (response.data["cron"], response.data["status_name"]) == ("30 9 * * 1-5", "paused")
@@ -186,8 +188,8 @@ def test_patch_changes_options_status_and_schedule(admin, tick):
     assert (tick.crontab.hour, str(tick.crontab.timezone), tick.next_run_at) == ("9", "UTC", None)
     admin.patch(f"{URL}{tick.pk}/", {"status": 1, "every": 5, "period": "hours"}, format="json")
     tick.refresh_from_db()
-    assert (tick.crontab_id, tick.interval.every, tick.interval.period) == (None, 5, "hours")
-    assert tick.status == 1 and tick.next_run_at > timezone.now()
+    assert attrs(tick, "crontab_id interval.every interval.period status") == (None, 5, "hours", 1)
+    assert tick.next_run_at > timezone.now()
 
 
 def test_delete_keeps_the_jobs(admin, tick):
@@ -202,7 +204,7 @@ def test_run_now_does_not_move_the_next_run(admin, tick):
     assert response.status_code == 201
     run = ScheduleRun.objects.get()
     assert (run.trigger, run.job.payload, run.job.name) == ("manual", {"a": 1}, "platform.echo")
-    assert response.data["id"] == run.pk and response.data["job"] == run.job_id
+    assert response.data["id"] == run.pk and response.data["job"] == str(run.job_id)
     assert (response.data["trigger"], response.data["job_status"]) == ("manual", "waiting")
     assert ScheduledJob.objects.get().next_run_at == tick.next_run_at
 
@@ -219,10 +221,6 @@ def test_runs_newest_first_with_job_outcome(admin, tick):
     assert (row["id"], row["job_status"], row["duration_ms"]) == (newer.pk, "completed", 250)
     [row] = admin.get(f"{URL}{tick.pk}/runs/", {"page_size": 1, "page": 2}).data["results"]
     assert (row["id"], row["job_status"], row["duration_ms"]) == (older.pk, "waiting", None)
-
-
-BASE = {"name": "n", "handler": "platform.echo"}
-CRON = {**BASE, "cron": "0 2 * * *"}
 
 
 @pytest.mark.parametrize(
@@ -246,11 +244,7 @@ CRON = {**BASE, "cron": "0 2 * * *"}
         ({**CRON, "priority": 11}, "priority", "less than or equal to 10"),
         ({**CRON, "colour": "red"}, "colour", "Unknown field"),
         ({**CRON, "handlerName": "platform.echo"}, "handlerName", "not both"),
-        (
-            {**CRON, "start_at": "2030-01-02T00:00Z", "end_at": "2030-01-01T00:00Z"},
-            "detail",
-            "end_at must be after",
-        ),  # fmt: skip
+        ({**CRON, **BACKWARDS}, "detail", "end_at must be after"),
         ({**CRON, "retry_attempts": 5000}, "detail", "attempts must be"),
     ],
 )
@@ -264,7 +258,8 @@ def test_create_refuses_bad_input_and_writes_nothing(admin, body, field, text):
 
 def test_create_refuses_a_taken_name(admin, tick):
     response = admin.post(URL, {**CRON, "name": "tick"}, format="json")
-    assert (response.status_code, str(response.data["name"][0])) == (400, "A schedule named 'tick' already exists.")  # fmt: skip
+    assert response.status_code == 400
+    assert response.data["name"] == ["A schedule named 'tick' already exists."]
 
 
 @pytest.mark.parametrize(
@@ -277,16 +272,8 @@ def test_create_refuses_a_taken_name(admin, tick):
         ({"run_at": "2030-01-01T00:00Z", "period": "hours"}, "period", "Only an interval"),
         ({"every": 5, "run_at": "2030-01-01T00:00Z"}, "non_field_errors", "exactly one"),
         ({"name": "renamed"}, "name", "Unknown field"),
-        (
-            {"cron": "0 * * * *", "priority": 2, "retry_attempts": 5000},
-            "detail",
-            "attempts must be",
-        ),  # fmt: skip
-        (
-            {"start_at": "2030-01-02T00:00Z", "end_at": "2030-01-01T00:00Z"},
-            "detail",
-            "end_at must be",
-        ),  # fmt: skip
+        ({"cron": "0 * * * *", "retry_attempts": 5000}, "detail", "attempts must be"),
+        (BACKWARDS, "detail", "end_at must be"),
     ],
 )
 def test_patch_refuses_bad_input_and_writes_nothing(admin, tick, body, field, text):

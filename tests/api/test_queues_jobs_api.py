@@ -1,0 +1,226 @@
+"""The queues, jobs, workers and stats API: success paths, errors, 401/403 per route."""
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from queues import enqueue
+from queues.metrics import flush, refresh_snapshots
+from queues.models import AuditLog, Job, JobStatus, Queue
+from queues.runner import drain
+from tests.queues import handlers  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def api(admin_user):
+    return token_client(admin_user)
+
+
+def test_create_get_and_list_jobs(api):
+    response = api.post(
+        "/api/v1/jobs/",
+        {
+            "name": "platform.echo",
+            "payload": {"to": "alice@example.com"},
+            "queue": "email",
+            "priority": 1,
+            "attempts": 5,
+            "backoff": {"type": "fixed", "delay": 100},
+            "timeout_ms": 2500,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.data
+    job = Job.objects.get(pk=response.data["id"])
+    assert (job.queue.name, job.priority, job.max_attempts, job.timeout) == ("email", 1, 5, 2.5)
+    drain("email")
+    detail = api.get(f"/api/v1/jobs/{job.pk}/").data
+    assert detail["status"] == "completed" and detail["result"] == {"to": "alice@example.com"}
+    assert [a["outcome"] for a in detail["attempts"]] == ["completed"]
+    listed = api.get("/api/v1/jobs/", {"q": "to:alice@example.com", "status": "completed"}).data
+    assert [j["id"] for j in listed["results"]] == [str(job.pk)]
+    assert api.get("/api/v1/jobs/", {"queue": "sms"}).data["results"] == []
+
+
+def test_job_list_is_cursor_paginated(api):
+    for i in range(7):
+        enqueue("platform.echo", {"i": i})
+    first = api.get("/api/v1/jobs/", {"limit": 5}).data
+    second = api.get(first["next"]).data
+    ids = [j["id"] for j in first["results"] + second["results"]]
+    assert len(ids) == 7 == len(set(ids)) and second["next"] is None
+
+
+def test_delay_run_at_unique_key_and_dependencies(api):
+    delayed = api.post(
+        "/api/v1/jobs/", {"name": "platform.echo", "delay_ms": 60000}, format="json"
+    ).data
+    assert delayed["status"] == "delayed"
+    a = api.post("/api/v1/jobs/", {"name": "platform.echo", "unique_key": "k"}, format="json")
+    b = api.post("/api/v1/jobs/", {"name": "platform.echo", "unique_key": "k"}, format="json")
+    assert (a.status_code, b.status_code, a.data["id"]) == (201, 200, b.data["id"])
+    child = api.post(
+        "/api/v1/jobs/", {"name": "platform.echo", "depends_on": [a.data["id"]]}, format="json"
+    ).data
+    assert child["status"] == "blocked"
+
+
+def test_bulk_create_is_all_or_nothing(api):
+    ok = api.post(
+        "/api/v1/jobs/bulk/",
+        {"jobs": [{"name": "platform.echo", "payload": {"i": i}} for i in range(3)]},
+        format="json",
+    )
+    assert ok.status_code == 201 and len(ok.data) == 3
+    bad = api.post(
+        "/api/v1/jobs/bulk/", {"jobs": [{"name": "platform.echo"}, {"name": "nope"}]}, format="json"
+    )
+    assert bad.status_code == 400 and "job #1" in str(bad.data)
+    assert Job.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "nope"}, "detail"),
+        ({"name": "platform.echo", "queue": "nope"}, "detail"),
+        ({"name": "platform.echo", "priority": 0}, "priority"),
+        ({"name": "platform.echo", "delay_ms": -1}, "delay_ms"),
+        ({"name": "platform.echo", "delay_ms": 5, "run_at": "2030-01-01T00:00:00Z"}, "delay_ms"),
+        ({"name": "platform.echo", "webhook_url": "ftp://x.example/"}, "webhook_url"),
+        ({"name": "platform.echo", "depends_on": [str(uuid.uuid4())]}, "detail"),
+        ({"name": "platform.echo", "backoff": {"type": "linear", "delay": 1}}, "backoff"),
+        ({"payload": {}}, "name"),
+    ],
+)
+def test_bad_job_input_is_400_and_writes_nothing(api, body, field):
+    response = api.post("/api/v1/jobs/", body, format="json")
+    assert response.status_code == 400 and field in response.data, response.data
+    assert not Job.objects.exists()
+
+
+def test_job_state_changes_and_409(api):
+    failed = enqueue("platform.fail", {"permanent": True})
+    done = enqueue("platform.echo", {})
+    delayed = enqueue("platform.echo", {}, delay=3600)
+    drain("default")
+    assert api.post(f"/api/v1/jobs/{failed.pk}/retry/").data["status"] == "waiting"
+    conflict = api.post(f"/api/v1/jobs/{done.pk}/retry/")
+    assert conflict.status_code == 409 and conflict.data["state"] == "completed"
+    assert api.post(f"/api/v1/jobs/{done.pk}/cancel/").status_code == 409
+    assert api.post(f"/api/v1/jobs/{delayed.pk}/promote/").data["status"] == "waiting"
+    assert api.post(f"/api/v1/jobs/{delayed.pk}/promote/").status_code == 409
+    assert api.post(f"/api/v1/jobs/{delayed.pk}/cancel/").data["status"] == "cancelled"
+    assert api.delete(f"/api/v1/jobs/{done.pk}/").status_code == 204
+    assert api.get(f"/api/v1/jobs/{done.pk}/").status_code == 404
+    assert api.get(f"/api/v1/jobs/{uuid.uuid4()}/wait/?timeout=0").status_code == 404
+    assert {a.action for a in AuditLog.objects.all()} >= {
+        "retry_jobs",
+        "promote_jobs",
+        "cancel_jobs",
+        "delete_jobs",
+    }
+
+
+def test_retry_and_cancel_by_filter(api):
+    for _ in range(4):
+        enqueue("platform.fail", {"permanent": True})
+    drain("default")
+    enqueue("platform.echo", {}, queue="sms")
+    assert api.post("/api/v1/jobs/retry/", {"status": "failed"}, format="json").data == {"count": 4}
+    assert api.post("/api/v1/jobs/cancel/", {"queue": "sms"}, format="json").data == {"count": 1}
+    assert Job.objects.filter(status=JobStatus.WAITING).count() == 4
+
+
+def test_queues_status_shape_and_operations(api):
+    enqueue("platform.echo", {})
+    refresh_snapshots()
+    data = api.get("/api/v1/queues/").data
+    assert data["summary"]["total_queues"] == Queue.objects.count()
+    assert data["summary"]["waiting"] == 1
+    assert api.get("/api/v1/queues/default/").data["counts"]["waiting"] == 1
+    assert api.post("/api/v1/queues/default/pause/").data["paused"] is True
+    assert api.post("/api/v1/queues/default/resume/").data["paused"] is False
+    assert api.post("/api/v1/queues/default/empty/").data == {"count": 1}
+    patched = api.patch(
+        "/api/v1/queues/default/", {"concurrency": 4, "default_attempts": 7}, format="json"
+    )
+    assert (patched.data["concurrency"], patched.data["default_attempts"]) == (4, 7)
+    bad = api.patch("/api/v1/queues/default/", {"rate_limit_max": 5}, format="json")
+    assert bad.status_code == 400 and Queue.objects.get(name="default").rate_limit_max is None
+    clean = api.post("/api/v1/queues/default/clean/", {"status": "active"}, format="json")
+    assert clean.status_code == 400
+    assert api.post(
+        "/api/v1/queues/default/clean/", {"status": "completed"}, format="json"
+    ).data == {"count": 0}
+    assert api.get("/api/v1/queues/nope/").status_code == 404
+
+
+def test_workers_and_stats(api, django_capture_on_commit_callbacks):
+    enqueue("platform.echo", {})
+    enqueue("platform.fail", {"permanent": True})
+    with django_capture_on_commit_callbacks(execute=True):
+        drain("default")
+    flush(force=True)
+    stats = api.get("/api/v1/stats/", {"window": 3600}).data
+    assert (stats["total"], stats["completed"], stats["failed"]) == (2, 1, 1)
+    assert stats["success_rate"] == 0.5 and stats["queues"]["default"]["total"] == 2
+    assert api.get("/api/v1/stats/", {"window": 5}).status_code == 400
+    assert api.get("/api/v1/workers/").data == []
+
+
+def test_request_body_over_the_limit_is_413(api, settings):
+    settings.API_MAX_BODY_BYTES = 1000
+    response = api.post(
+        "/api/v1/jobs/", {"name": "platform.echo", "payload": {"x": "y" * 2000}}, format="json"
+    )
+    assert response.status_code == 413
+    assert not Job.objects.exists()
+
+
+ROUTES = [
+    ("get", "/api/v1/queues/", "view_queue"),
+    ("get", "/api/v1/queues/default/", "view_queue"),
+    ("patch", "/api/v1/queues/default/", "change_queue"),
+    ("post", "/api/v1/queues/default/pause/", "pause_queue"),
+    ("post", "/api/v1/queues/default/resume/", "pause_queue"),
+    ("post", "/api/v1/queues/default/empty/", "delete_job"),
+    ("post", "/api/v1/queues/default/clean/", "delete_job"),
+    ("get", "/api/v1/jobs/", "view_job"),
+    ("post", "/api/v1/jobs/", "add_job"),
+    ("post", "/api/v1/jobs/bulk/", "add_job"),
+    ("post", "/api/v1/jobs/retry/", "retry_job"),
+    ("post", "/api/v1/jobs/cancel/", "cancel_job"),
+    ("get", "/api/v1/jobs/{id}/", "view_job"),
+    ("delete", "/api/v1/jobs/{id}/", "delete_job"),
+    ("post", "/api/v1/jobs/{id}/retry/", "retry_job"),
+    ("post", "/api/v1/jobs/{id}/cancel/", "cancel_job"),
+    ("post", "/api/v1/jobs/{id}/promote/", "promote_job"),
+    ("get", "/api/v1/jobs/{id}/wait/?timeout=0", "view_job"),
+    ("get", "/api/v1/workers/", "view_worker"),
+    ("get", "/api/v1/stats/", "view_job"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "perm"), ROUTES)
+def test_anonymous_is_401_and_without_permission_is_403(method, url, perm):
+    job = enqueue("platform.echo", {})
+    url = url.replace("{id}", str(job.pk))
+    anonymous = getattr(APIClient(), method)(url, {}, format="json")
+    assert anonymous.status_code == 401
+    user = User.objects.create_user("staff", password="pw", is_staff=True)
+    client = token_client(user)
+    assert getattr(client, method)(url, {}, format="json").status_code == 403
+    user.user_permissions.add(Permission.objects.get(codename=perm))
+    assert getattr(client, method)(url, {}, format="json").status_code not in (401, 403)
