@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.utils.decorators import sync_and_async_middleware
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,22 +51,33 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
-class BodySizeLimitMiddleware:
-    """413 for API request bodies over API_MAX_BODY_BYTES, before anything is parsed."""
+def _too_big(request) -> JsonResponse | None:
+    if not request.path.startswith("/api/"):
+        return None
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.API_MAX_BODY_BYTES
+    if length > limit:
+        return JsonResponse(
+            {"detail": f"request body is {length} bytes; the limit is {limit}"}, status=413
+        )
+    return None
 
-    def __init__(self, get_response):
-        self.get_response = get_response
 
-    def __call__(self, request):
-        if request.path.startswith("/api/"):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = settings.API_MAX_BODY_BYTES
-            if length > limit:
-                return JsonResponse(
-                    {"detail": f"request body is {length} bytes; the limit is {limit}"},
-                    status=413,
-                )
-        return self.get_response(request)
+@sync_and_async_middleware
+def BodySizeLimitMiddleware(get_response):  # noqa: N802  (a middleware factory)
+    """413 for API request bodies over API_MAX_BODY_BYTES, before anything is parsed.
+    Async-capable, so it never turns an async view (the long-poll) into a thread."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return _too_big(request) or await get_response(request)
+
+    else:
+
+        def middleware(request):
+            return _too_big(request) or get_response(request)
+
+    return middleware

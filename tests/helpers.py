@@ -61,9 +61,15 @@ class Processes:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, *args: str, **env: str) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        """A manage.py command."""
+        return self.start_command([str(ROOT / "manage.py"), *args], **env)
+
+    def start_command(self, argv: list[str], **env: str) -> subprocess.Popen:
+        """``python <argv>`` with this run's database and Redis."""
+        name = argv[1] if argv[0] == "-m" else Path(argv[0]).stem
+        log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
+            [sys.executable, *argv],
             cwd=ROOT,
             env=subprocess_env(**env),
             stdout=log,

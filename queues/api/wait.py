@@ -24,7 +24,7 @@ from queues.services.jobs import get_job
 
 MAX_TIMEOUT = 60.0
 # A waiter re-reads the job this often even without a message (a lost publish only delays).
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 15.0
 
 
 def _user_for(request):
@@ -36,27 +36,42 @@ def _user_for(request):
     return user if user.is_authenticated else None
 
 
+def _release_connection() -> None:
+    # Hand the connection back before waiting: a waiter holds none. (Not inside a
+    # transaction someone else owns, e.g. a test's.)
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _authorize(request) -> int | None:
+    """None if the caller may wait on jobs, else the HTTP status to answer."""
+    try:
+        user = _user_for(request)
+        if user is None:
+            return 401
+        return None if user.has_perm("queues.view_job") else 403
+    finally:
+        _release_connection()
+
+
 def _state(job_id):
     """The job's JSON and whether it is final; returns the database connection at once."""
     try:
         job = get_job(job_id)
         return job_event(job), job.status in FINAL_STATUSES
     finally:
-        # Hand the connection back before waiting: a waiter holds none. (Not inside a
-        # transaction someone else owns, e.g. a test's.)
-        if not connection.in_atomic_block:
-            connection.close()
+        _release_connection()
 
 
 async def job_wait(request, pk):
-    user = await sync_to_async(_user_for)(request)
-    if user is None:
+    refused = await sync_to_async(_authorize)(request)
+    if refused == 401:
         return JsonResponse(
             {"detail": "Authentication credentials were not provided."},
             status=401,
             headers={"WWW-Authenticate": "Token"},
         )
-    if not await sync_to_async(user.has_perm)("queues.view_job"):
+    if refused == 403:
         return JsonResponse({"detail": "requires the permission queues.view_job"}, status=403)
     try:
         timeout = float(request.GET.get("timeout", 30))
