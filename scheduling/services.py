@@ -96,7 +96,7 @@ def create_schedule(
         is_system=is_system,
         status=_status(status),
     )
-    _validate(schedule, queue=queue)
+    validate_schedule(schedule, queue=queue)
     kinds = [cron is not None, every is not None, run_at is not None]
     if sum(kinds) != 1:
         raise ScheduleError("give exactly one of cron, every (interval) or run_at (one-off)")
@@ -111,6 +111,10 @@ def create_schedule(
         if schedule.status != ScheduleStatus.DISABLED:
             schedule.next_run_at = next_occurrence(schedule, now)
         schedule.save()
+        # auto_now_add overwrote created_at: put back the instant the interval grid (and
+        # next_run_at above) was computed from.
+        ScheduledJob.objects.filter(pk=schedule.pk).update(created_at=now)
+        schedule.created_at = now
         if run_immediately and schedule.status == ScheduleStatus.ENABLED:
             fire_immediately(schedule, now=now)
     return schedule
@@ -125,7 +129,8 @@ def _status(value: Any) -> int:
         ) from None
 
 
-def _validate(schedule: ScheduledJob, *, queue: str | None) -> None:
+def validate_schedule(schedule: ScheduledJob, *, queue: str | None) -> None:
+    """Refuse a definition that could not fire (handler, queue, options, dates)."""
     from queues.models import Queue
 
     if queue is not None:

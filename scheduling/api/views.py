@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from queues.api.permissions import requires
 from scheduling import selectors, services
 from scheduling.api import serializers as s
-from scheduling.api.updates import delete_schedule, update_schedule
+from scheduling.changes import delete_schedule, update_schedule
 from scheduling.models import ScheduledJob, ScheduleRun
 
 VIEW = "scheduling.view_scheduledjob"

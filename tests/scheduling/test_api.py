@@ -147,12 +147,6 @@ def test_detail(admin, tick):
     assert (data["last_run_at"], data["run_count"], data["last_error"]) == (None, 0, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduling/services.py create_schedule sets created_at=now, but auto_now_add "
-    "overwrites it on save: an interval without start_at gets next_run_at on one grid and "
-    "every later run on another (ms apart, or far apart when now= is passed)",
-)
 def test_interval_without_start_at_keeps_one_grid():
     schedule = services.create_schedule(name="g", handler="platform.echo", every=60)
     assert next_runs(schedule, 1) == [schedule.next_run_at]

@@ -1,9 +1,5 @@
-"""Changing and deleting a schedule from the API.
-
-scheduling/services.py has no update or delete service yet (the admin saves its form and
-calls ``reschedule``), so these thin helpers compose the existing services. They belong
-in scheduling/services.py; move them there when it grows them.
-"""
+"""Services that change or delete an existing schedule (the API's PATCH and DELETE),
+composed from the creation services in scheduling/services.py."""
 
 from __future__ import annotations
 
@@ -44,7 +40,7 @@ def update_schedule(
         if kind:
             _set_kind(schedule, kind)
         # The same checks create_schedule runs (handler options, misfire, start/end).
-        services._validate(schedule, queue=None)
+        services.validate_schedule(schedule, queue=None)
         schedule.save()
         if status is not None and status != schedule.status:
             schedule = services.set_status(schedule, status, now=now)
