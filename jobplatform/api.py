@@ -81,3 +81,61 @@ def BodySizeLimitMiddleware(get_response):  # noqa: N802  (a middleware factory)
             return _too_big(request) or get_response(request)
 
     return middleware
+
+
+def document_wait_endpoint(result, generator, request, public):
+    """The long-poll is an async Django view (DRF has none), so its operation is added to
+    the generated schema here."""
+    job = {"$ref": "#/components/schemas/JobEvent"}
+    result.setdefault("components", {}).setdefault("schemas", {})["JobEvent"] = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "queue": {"type": "string"},
+            "status": {"type": "string"},
+            "progress": {"type": "integer"},
+            "attempts_made": {"type": "integer"},
+            "result": {"nullable": True},
+            "error": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time", "nullable": True},
+            "started_at": {"type": "string", "format": "date-time", "nullable": True},
+            "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+        },
+        "required": ["id", "status"],
+    }
+    result.setdefault("paths", {})["/api/v1/jobs/{id}/wait/"] = {
+        "get": {
+            "operationId": "jobs_wait",
+            "summary": "Wait for a job to finish (long-poll, seed 004)",
+            "description": "Answers as soon as the job reaches a final state, or 408 with "
+            "the current state when the timeout (seconds, at most 60) passes.",
+            "tags": ["jobs"],
+            "parameters": [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
+                {
+                    "name": "timeout",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 30},
+                },
+            ],
+            "security": [{"tokenAuth": []}, {"cookieAuth": []}],
+            "responses": {
+                "200": {
+                    "description": "The job reached a final state.",
+                    "content": {"application/json": {"schema": job}},
+                },
+                "408": {
+                    "description": "Still running at the timeout.",
+                    "content": {"application/json": {"schema": job}},
+                },
+            },
+        }
+    }
+    return result

@@ -175,6 +175,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and its docs page are public; every operation in it needs a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "queues.models.JobStatus",
+        "ScheduleStatusEnum": "scheduling.models.ScheduleStatus",
+        "AttemptOutcomeEnum": "queues.models.AttemptOutcome",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "jobplatform.api.document_wait_endpoint",
+    ],
 }
 # Request bodies above this many bytes get 413 on /api/ (default 256 KiB).
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)

@@ -13,3 +13,4 @@ from jobplatform.settings import *  # noqa: E402,F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 JOBPLATFORM["EXTRA_JOB_MODULES"] = ["tests.queues.handlers"]  # noqa: F405
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]

@@ -9,7 +9,7 @@ NAME = "<str:name>"
 ID = "<uuid:pk>"
 
 urlpatterns = [
-    path("queues/", queues.as_view({"get": "list"}), name="queue-list"),
+    path("queues/", queues.as_view({"get": "overview"}), name="queue-list"),
     path(
         f"queues/{NAME}/",
         queues.as_view({"get": "retrieve", "patch": "partial_update"}),
@@ -19,7 +19,7 @@ urlpatterns = [
         path(f"queues/{NAME}/{op}/", queues.as_view({"post": op}), name=f"queue-{op}")
         for op in ("pause", "resume", "empty", "clean")
     ],
-    path("jobs/", jobs.as_view({"get": "list", "post": "create"}), name="job-list"),
+    path("jobs/", jobs.as_view({"get": "listing", "post": "create"}), name="job-list"),
     path("jobs/bulk/", jobs.as_view({"post": "bulk"}), name="job-bulk"),
     path("jobs/retry/", jobs.as_view({"post": "retry_matching"}), name="job-retry-matching"),
     path("jobs/cancel/", jobs.as_view({"post": "cancel_matching"}), name="job-cancel-matching"),

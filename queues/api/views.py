@@ -49,11 +49,21 @@ QueueSummary = inline_serializer(
 )
 
 
+JobPage = inline_serializer(
+    "JobPage",
+    {
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": s.JobOut(many=True),
+    },
+)
+
+
 class QueueViewSet(ViewSet):
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     PERMS = {
-        "list": ["queues.view_queue"],
+        "overview": ["queues.view_queue"],
         "retrieve": ["queues.view_queue"],
         "partial_update": ["queues.change_queue"],
         "pause": ["queues.pause_queue"],
@@ -71,8 +81,9 @@ class QueueViewSet(ViewSet):
     def _queue(self, name: str) -> Queue:
         return get_object_or_404(Queue.objects.select_related("snapshot"), name=name)
 
+    # Not named "list": the answer is one object (queues + summary), not an array.
     @extend_schema(responses=QueueSummary, summary="Every queue with counts (seed 001 status)")
-    def list(self, request):
+    def overview(self, request):
         queues = list(Queue.objects.select_related("snapshot").order_by("name"))
         data = s.QueueOut(queues, many=True, context=self._context()).data
         summary = {"total_queues": len(data)}
@@ -126,7 +137,7 @@ class QueueViewSet(ViewSet):
 class JobViewSet(ViewSet):
     lookup_value_regex = r"[0-9a-fA-F-]{32,36}"
     PERMS = {
-        "list": (["queues.view_job"], True),
+        "listing": (["queues.view_job"], True),
         "retrieve": (["queues.view_job"], False),
         "create": (["queues.add_job"], False),
         "bulk": (["queues.add_job"], False),
@@ -142,8 +153,9 @@ class JobViewSet(ViewSet):
         perms, staff = self.PERMS.get(self.action, (["queues.change_job"], True))
         return [requires(*perms, staff=staff)()]
 
-    @extend_schema(parameters=[s.JobFilterIn], responses=s.JobOut(many=True))
-    def list(self, request):
+    # Not named "list": the answer is a cursor page object, not an array.
+    @extend_schema(parameters=[s.JobFilterIn], responses=JobPage)
+    def listing(self, request):
         form = s.JobFilterIn(data=request.query_params)
         form.is_valid(raise_exception=True)
         jobs = filter_jobs(Job.objects.select_related("queue"), **form.validated_data)
@@ -227,11 +239,11 @@ class JobViewSet(ViewSet):
         _audited(request, action, count, filter={k: str(v) for k, v in form.validated_data.items()})
         return Response({"count": count})
 
-    @extend_schema(request=s.JobFilterIn, responses=s.CountOut)
+    @extend_schema(request=s.JobFilterIn, responses=s.CountOut, operation_id="jobs_retry_matching")
     def retry_matching(self, request):
         return self._matching(request, services.retry_jobs, "retry_jobs")
 
-    @extend_schema(request=s.JobFilterIn, responses=s.CountOut)
+    @extend_schema(request=s.JobFilterIn, responses=s.CountOut, operation_id="jobs_cancel_matching")
     def cancel_matching(self, request):
         return self._matching(request, services.cancel_jobs, "cancel_jobs")
 
