@@ -63,6 +63,9 @@ def _clean_platform_state(request):
     enqueue_service._queue_cache.clear()
     runner._seconds_per_job.clear()
     metrics._pending.clear()
+    from jobplatform.authentication import CachedTokenAuthentication
+
+    CachedTokenAuthentication._cache.clear()
     names = set(request.fixturenames)
     if names & {"db", "transactional_db", "live_server"} or request.node.get_closest_marker(
         "django_db"

@@ -158,7 +158,7 @@ LOGGING = {
 REST_FRAMEWORK = {
     # Token first: an anonymous API call gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "jobplatform.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -187,6 +187,8 @@ SPECTACULAR_SETTINGS = {
         "jobplatform.api.document_wait_endpoint",
     ],
 }
+# Seconds an API process remembers a token's user (a revoked token works at most this long).
+TOKEN_CACHE_SECONDS = float(os.environ.get("TOKEN_CACHE_SECONDS", "10"))
 # Request bodies above this many bytes get 413 on /api/ (default 256 KiB).
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 # Webhooks are signed with HMAC-SHA256 of the body under this secret.

@@ -271,6 +271,17 @@ def _write(planned: list[_Planned], refs: Mapping[str, int] | None = None) -> li
     refs = refs or {}
     edges = _dependency_edges(planned, refs)
     order = _topological_order(planned, edges, refs)
+    if len(planned) == 1 and not edges[0] and not planned[0].job.unique_key:
+        # One plain job: a single INSERT, no transaction round trips around it.
+        job = planned[0].job
+        job.was_created = True
+        job.save(force_insert=True)
+        if job.webhook_url:
+            with transaction.atomic():
+                events.status_changed([job.pk], webhook_ids=[job.pk])
+        if job.status == JobStatus.WAITING:
+            ring_on_commit([job.queue.name])
+        return [job]
     with transaction.atomic():
         existing = [p for deps in edges for kind, p in deps if kind == "id"]
         statuses = _lock_parents(existing)

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from jobplatform.authentication import CachedTokenAuthentication
 from queues import enqueue
 from queues.metrics import flush, refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue
@@ -223,4 +224,6 @@ def test_anonymous_is_401_and_without_permission_is_403(method, url, perm):
     client = token_client(user)
     assert getattr(client, method)(url, {}, format="json").status_code == 403
     user.user_permissions.add(Permission.objects.get(codename=perm))
+    # An API process remembers a token's user (and its permissions) for a few seconds.
+    CachedTokenAuthentication._cache.clear()
     assert getattr(client, method)(url, {}, format="json").status_code not in (401, 403)
