@@ -8,6 +8,7 @@ from queues.dashboard import dashboard_data_view, dashboard_view
 api = [
     path("", include("queues.api.urls")),
     path("", include("scheduling.api.urls")),
+    path("", include("devices.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

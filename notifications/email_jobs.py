@@ -1,0 +1,1 @@
+"""Email handlers (send-email, send-batch-email, send-scheduled-email)."""

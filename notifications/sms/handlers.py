@@ -1,0 +1,1 @@
+"""SMS handlers (send-sms, send-batch-sms, send-verification-code)."""
