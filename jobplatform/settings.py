@@ -5,6 +5,7 @@ under ``var/`` and django-q2's ORM broker. Set both to run on Postgres + Redis.
 """
 
 import os
+from email.utils import parseaddr
 from pathlib import Path
 
 import dj_database_url
@@ -153,6 +154,38 @@ LOGGING = {
     # django-q2 logs every doorbell message at INFO; the ledger is the record of jobs.
     "loggers": {"django-q": {"level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING")}},
 }
+
+# --- Email ----------------------------------------------------------------------------
+# SMTP in production; console (or file, with EMAIL_FILE_PATH) in development.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+if os.environ.get("EMAIL_FILE_PATH"):
+    EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "jobplatform@localhost")
+SERVER_EMAIL = os.environ.get("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# "Name <a@example.com>, b@example.com": receives the daily and hourly reports.
+ADMINS = [
+    (name or addr, addr)
+    for name, addr in (parseaddr(item) for item in env_list("ADMINS", []))
+    if addr
+]
+# Attachments given by path must live under this directory (nothing else is readable).
+EMAIL_ATTACHMENT_ROOT = Path(
+    os.environ.get("EMAIL_ATTACHMENT_ROOT", BASE_DIR / "var" / "attachments")
+)
+# Exports are written here and downloaded from the admin.
+EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", BASE_DIR / "var" / "exports"))
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {

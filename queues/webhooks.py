@@ -65,7 +65,8 @@ def deliver(ctx, payload):
         headers={
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(body),
-            "X-Jobplatform-Event": f"job.{payload['event']['status']}",
+            "X-Jobplatform-Event": payload["event"].get("type")
+            or f"job.{payload['event'].get('status')}",
             "User-Agent": "jobplatform-webhook/1",
         },
     )
