@@ -44,3 +44,7 @@ def apply_retention(ctx, payload):
     from queues.services import apply_retention as apply
 
     return {"removed": apply(), "buckets_pruned": prune_buckets()}
+
+
+# Exports register their handler on import.
+from queues import exports  # noqa: E402,F401

@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.mail import mail_admins
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
 
@@ -56,11 +58,33 @@ def _report(hours: int) -> dict:
     return {"since": since.isoformat(), "hours": hours, "queues": queues}
 
 
+def _email_report(ctx, report: dict, title: str) -> dict:
+    """Send the report to settings.ADMINS (when there are any) as a plain-text table."""
+    lines = [
+        f"{title} since {report['since']}",
+        "",
+        f"{'queue':<20} {'completed':>10} {'failed':>8} {'cancelled':>10} {'avg ms':>9}",
+    ]
+    for name, row in report["queues"].items():
+        avg = row["avg_duration_ms"]
+        lines.append(
+            f"{name:<20} {row['completed']:>10} {row['failed']:>8} "
+            f"{row['cancelled']:>10} {avg if avg is not None else '-':>9}"
+        )
+    if not report["queues"]:
+        lines.append("(no jobs finished)")
+    if settings.ADMINS:
+        mail_admins(title, "\n".join(lines), fail_silently=False)
+        ctx.log(f"emailed to {len(settings.ADMINS)} admin(s)")
+    report["emailed"] = bool(settings.ADMINS)
+    return report
+
+
 @job("system.hourly-report", queue="report-generation")
 def hourly_report(ctx, payload):
-    return _report(1)
+    return _email_report(ctx, _report(1), "hourly report")
 
 
 @job("system.daily-report", queue="report-generation")
 def daily_report(ctx, payload):
-    return _report(24)
+    return _email_report(ctx, _report(24), "daily report")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from queues import audit, services
@@ -16,6 +19,7 @@ from queues.admin.common import (
     progress_bar,
     status_badge,
 )
+from queues.exports import export_path
 from queues.models import Job, JobAttempt, JobLog, JobStatus
 from queues.registry import handler_names
 from queues.selectors import job_dependants, job_dependencies, payload_filter
@@ -100,6 +104,7 @@ class JobAdmin(admin.ModelAdmin):
         "depends_on",
         "dependants",
         "schedule",
+        "download",
     ]
     readonly_fields = fields
 
@@ -171,6 +176,31 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="dependants")
     def dependants(self, job):
         return self._links(job_dependants(job)[:50])
+
+    @admin.display(description="export file")
+    def download(self, job):
+        if job.name != "export-data" or job.status != JobStatus.COMPLETED:
+            return "-"
+        url = reverse("admin:queues_job_export", args=[job.pk])
+        return format_html('<a href="{}">Download {}</a>', url, (job.result or {}).get("file"))
+
+    def get_urls(self):
+        return [
+            path(
+                "<uuid:pk>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="queues_job_export",
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        file = export_path(pk)
+        if not file.is_file():
+            raise Http404("no export file for this job")
+        return FileResponse(file.open("rb"), as_attachment=True, filename=f"export-{pk}.csv")
 
     @admin.display(description="created by schedule")
     def schedule(self, job):
