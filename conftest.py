@@ -63,6 +63,7 @@ def _clean_platform_state(request):
     enqueue_service._queue_cache.clear()
     runner._seconds_per_job.clear()
     metrics._pending.clear()
+    metrics._pending_handlers.clear()
     from jobplatform.authentication import CachedTokenAuthentication
 
     CachedTokenAuthentication._cache.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from queues.models import Job, JobLog, JobStatus
+from queues.signals import job_progress
 
 
 class JobContext:
@@ -28,6 +29,15 @@ class JobContext:
         if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
             raise ValueError(f"progress must be a number from 0 to 100, got {pct!r}")
         self._owned().update(progress=int(pct))
+        if job_progress.has_listeners():
+            job_progress.send_robust(
+                sender=Job,
+                job_id=self.job_id,
+                queue=self.queue,
+                name=self.name,
+                attempt=self.attempt,
+                progress=int(pct),
+            )
 
     def log(self, message: object) -> None:
         """Append a line to the job's log (kept in the ledger, shown in the admin)."""

@@ -135,6 +135,7 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
         if stopped:
             Job.objects.filter(id__in=stopped, worker=worker).update(worker="", locked_until=None)
         transaction.on_commit(partial(record_outcomes, outcomes))
+        _signal_outcomes([o for o in outcomes if o.job.id in applied])
         events.status_changed(
             list(applied),
             webhook_ids=[o.job.id for o in outcomes if o.job.webhook_url and o.job.id in applied],
@@ -213,3 +214,33 @@ def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None)
         error=error,
         traceback=o.traceback,
     )
+
+
+def _signal_outcomes(outcomes: list[Outcome]) -> None:
+    from queues import signals
+
+    if signals.job_completed.has_listeners():
+        signals.send_on_commit(
+            signals.job_completed,
+            [
+                {**_about(o), "result": json.loads(o.result_json) if o.result_json else None}
+                for o in outcomes
+                if o.status == JobStatus.COMPLETED
+            ],
+        )
+    if signals.job_failed.has_listeners():
+        signals.send_on_commit(
+            signals.job_failed,
+            [
+                {**_about(o), "error": o.error, "final": o.status == JobStatus.FAILED}
+                for o in outcomes
+                if o.status != JobStatus.COMPLETED and o.counted
+            ],
+        )
+
+
+def _about(o: Outcome) -> dict:
+    from queues.models import Queue
+
+    queue = Queue.objects.filter(pk=o.job.queue_id).values_list("name", flat=True).first()
+    return {"job_id": o.job.id, "queue": queue, "name": o.job.name, "attempt": o.job.attempt}

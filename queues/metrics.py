@@ -19,25 +19,33 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
-from queues.models import Job, JobStatus, Queue, QueueMinute, QueueSnapshot, Worker
+from queues.models import (
+    HandlerStats,
+    Job,
+    JobStatus,
+    Queue,
+    QueueMinute,
+    QueueSnapshot,
+    Worker,
+)
 
 # Upper bounds (ms) of the duration histogram bins; the last bin is open-ended.
 DURATION_BINS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 SUPERVISOR_ENV = "JOBPLATFORM_SUPERVISOR"
 
+# One upsert per bucket: counters add up, the histograms add up element by element.
 _UPSERT_SQL = """
-INSERT INTO queues_queueminute
-    (queue_id, minute, completed, failed, retried, duration_ms_sum, histogram)
-VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
-ON CONFLICT (queue_id, minute) DO UPDATE SET
-    completed = queues_queueminute.completed + EXCLUDED.completed,
-    failed = queues_queueminute.failed + EXCLUDED.failed,
-    retried = queues_queueminute.retried + EXCLUDED.retried,
-    duration_ms_sum = queues_queueminute.duration_ms_sum + EXCLUDED.duration_ms_sum,
+INSERT INTO {table} ({keys}, completed, failed, retried, duration_ms_sum, histogram)
+VALUES ({key_params}, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT ({keys}) DO UPDATE SET
+    completed = {table}.completed + EXCLUDED.completed,
+    failed = {table}.failed + EXCLUDED.failed,
+    retried = {table}.retried + EXCLUDED.retried,
+    duration_ms_sum = {table}.duration_ms_sum + EXCLUDED.duration_ms_sum,
     histogram = (
         SELECT jsonb_agg(COALESCE(a.n::bigint, 0) + COALESCE(b.n::bigint, 0)
                          ORDER BY COALESCE(a.i, b.i))
-        FROM jsonb_array_elements_text(queues_queueminute.histogram) WITH ORDINALITY a(n, i)
+        FROM jsonb_array_elements_text({table}.histogram) WITH ORDINALITY a(n, i)
         FULL JOIN jsonb_array_elements_text(EXCLUDED.histogram) WITH ORDINALITY b(n, i)
             ON a.i = b.i
     )
@@ -51,6 +59,7 @@ def duration_bin(ms: int) -> int:
 # Bucket deltas and jobs done, gathered in this process and written by ``flush`` outside
 # the finalize transaction: two workers of a queue never wait on each other's bucket row.
 _pending: dict[tuple[int, datetime], list] = {}
+_pending_handlers: dict[tuple[int, str], list] = {}
 _pending_done = 0
 _last_flush = 0.0
 FLUSH_SECONDS = 1.0
@@ -62,17 +71,17 @@ def record_outcomes(outcomes) -> None:
     for o in outcomes:
         if not o.counted:
             continue
-        key = (o.job.queue_id, o.finished_at.replace(second=0, microsecond=0))
-        bucket = _pending.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
         ms = max(int((o.finished_at - o.started_at).total_seconds() * 1000), 0)
-        if o.status == JobStatus.COMPLETED:
-            bucket[0] += 1
-        elif o.status == JobStatus.FAILED:
-            bucket[1] += 1
-        else:
-            bucket[2] += 1
-        bucket[3] += ms
-        bucket[4][duration_bin(ms)] += 1
+        slot = 0 if o.status == JobStatus.COMPLETED else 1 if o.status == JobStatus.FAILED else 2
+        minute = o.finished_at.replace(second=0, microsecond=0)
+        for store, key in (
+            (_pending, (o.job.queue_id, minute)),
+            (_pending_handlers, (o.job.queue_id, o.job.name)),
+        ):
+            bucket = store.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
+            bucket[slot] += 1
+            bucket[3] += ms
+            bucket[4][duration_bin(ms)] += 1
         _pending_done += 1
 
 
@@ -83,32 +92,42 @@ def flush(*, force: bool = False) -> None:
     now = time.monotonic()
     if not _pending or (not force and now - _last_flush < FLUSH_SECONDS):
         return
-    buckets, done_count = dict(_pending), _pending_done
+    minutes, handlers, done_count = dict(_pending), dict(_pending_handlers), _pending_done
     _pending.clear()
+    _pending_handlers.clear()
     _pending_done = 0
     _last_flush = now
-    for (queue_id, minute), (done, failed, retried, total_ms, hist) in buckets.items():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    _UPSERT_SQL,
-                    [queue_id, minute, done, failed, retried, total_ms, json.dumps(hist)],
-                )
-        else:
-            with transaction.atomic():
-                row, _ = QueueMinute.objects.select_for_update().get_or_create(
-                    queue_id=queue_id, minute=minute, defaults={"histogram": [0] * len(hist)}
-                )
-                row.completed += done
-                row.failed += failed
-                row.retried += retried
-                row.duration_ms_sum += total_ms
-                old = row.histogram or [0] * len(hist)
-                row.histogram = [a + b for a, b in zip(old, hist, strict=False)]
-                row.save()
+    for (queue_id, minute), counts in minutes.items():
+        _add(QueueMinute, {"queue_id": queue_id, "minute": minute}, counts)
+    for (queue_id, name), counts in handlers.items():
+        _add(HandlerStats, {"queue_id": queue_id, "name": name}, counts)
     supervisor = os.environ.get(SUPERVISOR_ENV)
     if supervisor and done_count:
         Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + done_count)
+
+
+def _add(model, keys: dict, counts: list) -> None:
+    done, failed, retried, total_ms, hist = counts
+    if connection.vendor == "postgresql":
+        sql = _UPSERT_SQL.format(
+            table=model._meta.db_table,
+            keys=", ".join(keys),
+            key_params=", ".join(["%s"] * len(keys)),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*keys.values(), done, failed, retried, total_ms, json.dumps(hist)])
+        return
+    with transaction.atomic():
+        row, _ = model.objects.select_for_update().get_or_create(
+            **keys, defaults={"histogram": [0] * len(hist)}
+        )
+        row.completed += done
+        row.failed += failed
+        row.retried += retried
+        row.duration_ms_sum += total_ms
+        old = row.histogram or [0] * len(hist)
+        row.histogram = [a + b for a, b in zip(old, hist, strict=False)]
+        row.save()
 
 
 def percentile_from_histogram(histogram: list[int], q: float) -> int | None:

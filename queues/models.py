@@ -296,6 +296,37 @@ class QueueMinute(models.Model):
         return f"{self.queue_id} {self.minute:%Y-%m-%d %H:%M}"
 
 
+class HandlerStats(models.Model):
+    """Per queue and handler, since the beginning: attempts by outcome and a duration
+    histogram. Monotonic counters for Prometheus, whatever the number of workers."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="handler_stats")
+    name = models.CharField(max_length=200)
+    completed = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    retried = models.PositiveBigIntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+    histogram = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "name"], name="handler_stats_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} {self.name}"
+
+
+class SchedulerHeartbeat(models.Model):
+    """A running ``runscheduler`` copy and its last maintenance tick."""
+
+    id = models.CharField(primary_key=True, max_length=200, help_text="host:pid")
+    last_tick = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class QueueSnapshot(models.Model):
     """Job counts by status of one queue, refreshed by the maintenance loop every few
     seconds, so no page view ever counts the jobs table."""
@@ -341,6 +372,9 @@ class Worker(models.Model):
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField(db_index=True)
     jobs_done = models.PositiveBigIntegerField(default=0, db_default=0)
+    last_activity = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life from the cluster's processes."
+    )
 
     class Meta:
         ordering = ["id"]

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from queues import events
+from queues import events, signals
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
 
 STALL_BATCH = 1000
@@ -63,6 +63,7 @@ def recover_stalled(*, now: datetime | None = None) -> list[str]:
             .filter(status=JobStatus.ACTIVE, locked_until__lt=now)
             .values(
                 "id",
+                "name",
                 "attempts_made",
                 "stalled_count",
                 "started_at",
@@ -157,6 +158,18 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
     names += resolve_dependants(failed)
     ring_on_commit(names)
     events.status_changed([row["id"] for row in rows])
+    if count_stall:
+        about = [
+            {
+                "job_id": r["id"],
+                "queue": r["queue__name"],
+                "name": r.get("name", ""),
+                "attempt": r["attempts_made"],
+                "error": r["error"],
+            }
+            for r in rows
+        ]
+        signals.send_on_commit(signals.job_stalled, about)
     return sorted(set(names))
 
 

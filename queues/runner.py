@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from queues import doorbell, events, metrics
+from queues import doorbell, events, metrics, signals
 from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
 from queues.context import JobContext
@@ -98,6 +98,14 @@ def _drain(queue_name: str) -> int:
                 time.sleep(wait)
                 continue
             break
+        if signals.job_started.has_listeners():
+            signals.send_on_commit(
+                signals.job_started,
+                [
+                    {"job_id": j.id, "queue": queue_name, "name": j.name, "attempt": j.attempt}
+                    for j in jobs
+                ],
+            )
         hooked = [j.id for j in jobs if j.webhook_url]
         if hooked:
             events.status_changed(hooked, webhook_ids=hooked)

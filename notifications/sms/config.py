@@ -36,8 +36,6 @@ from django.conf import settings
 
 from notifications.sms.errors import ProviderNotConfigured
 
-PROVIDERS = ("fake", "aliyun", "tencent", "twilio")
-
 DEFAULTS: dict[str, Any] = {
     "SMS_PROVIDER": "fake",
     "SMS_TIMEOUT": 10.0,

@@ -1,1 +1,206 @@
-"""SMS handlers (send-sms, send-batch-sms, send-verification-code)."""
+"""SMS handlers (seed 001, section 3 "短信队列处理器"): send-sms, send-batch-sms,
+send-verification-code.
+
+Payloads follow seed 001's ``SmsJobData``: ``phone``, ``message``, optional ``template``
+(a template name, mapped per provider by ``SMS_<PROVIDER>_TEMPLATES``), ``variables`` and
+``provider`` (else ``SMS_PROVIDER``). Every message first uses one unit of its phone's
+shared limit, 10 per minute (seed 001's ``MAX_SMS_PER_MINUTE``): past it the job waits
+(``delayed``) for the window to end without using an attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from notifications.sms.errors import InvalidSmsPayload
+from notifications.sms.phones import mask, normalize_phone
+from notifications.sms.providers import SmsProvider, get_provider
+from queues import Priority, RateLimited, enqueue, job
+from queues.exceptions import PermanentError
+from queues.models import Job
+
+PER_PHONE_LIMIT = 10
+PER_PHONE_WINDOW = 60  # seconds
+# Seed 001's defaultJobOptions.
+SEED_RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 2000}}
+MAX_BATCH = 1000
+# Seed 001's handleSendVerificationCode, word for word.
+VERIFICATION_MESSAGE = "Your verification code is: {code}. Valid for {expires_in} minutes."
+VERIFICATION_TEMPLATE = "verification_code"
+DEFAULT_EXPIRES_IN = 5  # minutes
+RETRY_DEFERRED_AFTER = 2  # seconds: the first step of the seed's backoff
+
+
+def phone_limit_key(phone: str) -> str:
+    """The shared rate-limit key of a (normalized, E.164) phone number."""
+    return f"sms:phone:{phone}"
+
+
+def deliver(
+    ctx,
+    provider: SmsProvider,
+    *,
+    phone: str,
+    message: str,
+    template: str | None = None,
+    variables: dict[str, Any] | None = None,
+    log: bool = True,
+) -> dict[str, Any]:
+    """Use one unit of the phone's limit (``RateLimited`` propagates), then send."""
+    ctx.rate_limit(phone_limit_key(phone), limit=PER_PHONE_LIMIT, per=PER_PHONE_WINDOW)
+    if log:
+        ctx.log(f"sending via {provider.name} to {mask(phone)}")
+    sent = provider.send(phone, message, template=template, params=variables)
+    if log:
+        ctx.log(f"{provider.name} accepted it: message id {sent.get('message_id')}")
+    return sent
+
+
+def _mapping(payload: object, what: str) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidSmsPayload(f"{what} must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _message_fields(item: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict:
+    """``phone`` (normalized), ``message``, ``template``, ``variables`` of one message."""
+    defaults = defaults or {}
+    message = item.get("message", defaults.get("message"))
+    if not isinstance(message, str) or not message.strip():
+        raise InvalidSmsPayload("message must be a non-empty string")
+    template = item.get("template", defaults.get("template"))
+    if template is not None and not isinstance(template, str):
+        raise InvalidSmsPayload("template must be a string")
+    variables = item.get("variables", defaults.get("variables"))
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidSmsPayload("variables must be a JSON object")
+    phone = item.get("phone")
+    if isinstance(phone, list):
+        raise InvalidSmsPayload("send-sms takes one phone; use send-batch-sms for a list")
+    return {
+        "phone": normalize_phone(phone),
+        "message": message,
+        "template": template,
+        "variables": variables,
+    }
+
+
+@job("send-sms", queue="sms", priority=Priority.NORMAL, timeout=30, **SEED_RETRY)
+def send_sms(ctx, payload):
+    """``{"phone", "message", "template"?, "variables"?, "provider"?}``."""
+    ctx.progress(10)
+    fields = _message_fields(_mapping(payload, "payload"))
+    provider = get_provider(payload.get("provider"))
+    ctx.progress(30)
+    sent = deliver(ctx, provider, **fields)
+    ctx.progress(100)
+    return {"phone": fields["phone"], **sent}
+
+
+@job("send-verification-code", queue="sms", priority=Priority.CRITICAL, timeout=30, **SEED_RETRY)
+def send_verification_code(ctx, payload):
+    """``{"phone", "code", "expiresIn"? (minutes, 5), "provider"?}``: seed 001's message
+    and template ``verification_code`` with variables ``code`` and ``expiresIn``."""
+    ctx.progress(10)
+    payload = _mapping(payload, "payload")
+    phone = normalize_phone(payload.get("phone"))
+    code = payload.get("code")
+    if not isinstance(code, str) or not code.isdigit() or not 4 <= len(code) <= 8:
+        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+    expires_in = payload.get("expiresIn", DEFAULT_EXPIRES_IN)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
+        raise InvalidSmsPayload("expiresIn must be a whole number of minutes, at least 1")
+    _refuse_expired(ctx, expires_in)
+    provider = get_provider(payload.get("provider"))
+    ctx.progress(30)
+    sent = deliver(
+        ctx,
+        provider,
+        phone=phone,
+        message=VERIFICATION_MESSAGE.format(code=code, expires_in=expires_in),
+        template=VERIFICATION_TEMPLATE,
+        variables={"code": code, "expiresIn": expires_in},
+    )
+    ctx.progress(100)
+    return {"phone": phone, "expiresIn": expires_in, **sent}
+
+
+def _refuse_expired(ctx, expires_in: int) -> None:
+    # A code that waited out its validity (queue paused, retries, rate limit) would only
+    # confuse its reader: fail instead of sending it.
+    created = Job.objects.filter(pk=ctx.job_id).values_list("created_at", flat=True).first()
+    if created and timezone.now() >= created + timedelta(minutes=expires_in):
+        raise PermanentError(
+            f"the code expired ({expires_in} minutes after it was requested) before it was sent"
+        )
+
+
+@job("send-batch-sms", queue="sms", priority=Priority.NORMAL, **SEED_RETRY)
+def send_batch_sms(ctx, payload):
+    """``{"messages": [{"phone", "message"?, "template"?, "variables"?}, ...], "message"?,
+    "template"?, "variables"?, "provider"?}`` (item fields override the batch's), or
+    seed 001's ``{"phone": [...], "message"}``.
+
+    Messages are sent one after another. Each gets an outcome in the result: ``sent``,
+    ``failed`` (a permanent error: bad number, refused by the provider) or ``deferred``
+    (rate limited or provider unavailable: handed to its own ``send-sms`` job, whose id is
+    given, with its own retries); one message's failure never stops the others.
+    """
+    ctx.progress(10)
+    payload = _mapping(payload, "payload")
+    items = payload.get("messages")
+    if items is None and isinstance(payload.get("phone"), list):
+        items = [{"phone": phone} for phone in payload["phone"]]
+    if not isinstance(items, list) or not items:
+        raise InvalidSmsPayload("messages must be a non-empty list (or phone a list of numbers)")
+    if len(items) > MAX_BATCH:
+        raise InvalidSmsPayload(f"a batch holds at most {MAX_BATCH} messages, got {len(items)}")
+    provider_name = payload.get("provider")
+    provider = get_provider(provider_name)
+    ctx.log(f"sending {len(items)} messages via {provider.name}")
+    results, shown = [], 10
+    for index, item in enumerate(items):
+        results.append(_batch_one(ctx, provider, index, item, payload, provider_name))
+        pct = 10 + 90 * (index + 1) // len(items)
+        if pct != shown:
+            ctx.progress(pct)
+            shown = pct
+    counts = {s: sum(r["status"] == s for r in results) for s in ("sent", "failed", "deferred")}
+    ctx.log(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return {"total": len(items), **counts, "results": results}
+
+
+def _batch_one(ctx, provider, index, item, batch, provider_name) -> dict[str, Any]:
+    try:
+        fields = _message_fields(_mapping(item, f"messages[{index}]"), batch)
+    except PermanentError as exc:
+        raw_phone = item.get("phone") if isinstance(item, dict) else item
+        return {"phone": raw_phone, "status": "failed", "error": str(exc)}
+    try:
+        sent = deliver(ctx, provider, **fields, log=False)
+    except PermanentError as exc:
+        return {"phone": fields["phone"], "status": "failed", "error": str(exc)}
+    except RateLimited as exc:
+        return _defer(ctx, index, fields, provider_name, exc, delay=exc.retry_in)
+    except Exception as exc:  # ProviderUnavailable or unexpected: its own job retries it
+        return _defer(ctx, index, fields, provider_name, exc, delay=RETRY_DEFERRED_AFTER)
+    return {"phone": fields["phone"], "status": "sent", **sent}
+
+
+def _defer(ctx, index, fields, provider_name, exc, *, delay: float) -> dict[str, Any]:
+    payload = {k: v for k, v in fields.items() if v is not None}
+    if provider_name:
+        payload["provider"] = provider_name
+    # The key keeps a re-run of this batch from deferring the same message twice.
+    follow_up = enqueue(
+        "send-sms", payload, delay=delay, unique_key=f"sms-batch:{ctx.job_id}:{index}"
+    )
+    return {
+        "phone": fields["phone"],
+        "status": "deferred",
+        "job_id": str(follow_up.id),
+        "error": f"{type(exc).__name__}: {exc}",
+    }

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from queues import doorbell, events
+from queues import doorbell, events, signals
 from queues.backoff import normalize_backoff
 from queues.exceptions import EnqueueError, UnknownDependency, UnknownQueue
 from queues.models import (
@@ -281,6 +281,7 @@ def _write(planned: list[_Planned], refs: Mapping[str, int] | None = None) -> li
                 events.status_changed([job.pk], webhook_ids=[job.pk])
         if job.status == JobStatus.WAITING:
             ring_on_commit([job.queue.name])
+        _announce([job])
         return [job]
     with transaction.atomic():
         existing = [p for deps in edges for kind, p in deps if kind == "id"]
@@ -301,7 +302,16 @@ def _write(planned: list[_Planned], refs: Mapping[str, int] | None = None) -> li
         if hooked:
             events.status_changed(hooked, webhook_ids=hooked)
         ring_on_commit(j.queue.name for j in jobs if j.status == JobStatus.WAITING)
+        _announce([j for j in jobs if j.was_created])
     return jobs
+
+
+def _announce(jobs: list[Job]) -> None:
+    if signals.job_enqueued.has_listeners():
+        signals.send_on_commit(
+            signals.job_enqueued,
+            [{"job_id": j.pk, "queue": j.queue.name, "name": j.name} for j in jobs],
+        )
 
 
 def _dependency_edges(planned: list[_Planned], refs: Mapping[str, int]) -> list[list]:

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from queues import events
+from queues import events, signals
 from queues.dependencies import resolve_dependants
 from queues.exceptions import InvalidJobState, JobNotFound
 from queues.models import FINAL_STATUSES, Job, JobStatus
@@ -135,6 +135,11 @@ def _cancel(jobs: QuerySet[Job]) -> int:
     parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
     ring_on_commit(resolve_dependants(list(parents)))
     events.status_changed(ids)
+    if signals.job_cancelled.has_listeners():
+        rows = Job.objects.filter(id__in=ids).values_list("id", "queue__name", "name")
+        signals.send_on_commit(
+            signals.job_cancelled, [{"job_id": i, "queue": q, "name": n} for i, q, n in rows]
+        )
     return count
 
 
