@@ -98,8 +98,7 @@ def refusal(device: Device, kind: str, *, package_name: str = "") -> str | None:
     if kind in (OperationKind.INSTALL, OperationKind.UNINSTALL):
         action = "installed" if kind == OperationKind.INSTALL else "uninstalled"
         return (
-            f"device {device.pk} is {device.status}; apps can be {action} only on a "
-            "running device"
+            f"device {device.pk} is {device.status}; apps can be {action} only on a running device"
         )
     if device.status == FINAL_STATE[kind] and kind in (OperationKind.START, OperationKind.STOP):
         return f"device {device.pk} is already {device.status}"
@@ -327,6 +326,7 @@ def begin_operation(
                     f"device {device.pk} is busy: operation {other.pk} ({other.kind}) "
                     f"is {other.status}"
                 )
+        op.device = device
         op.status = OperationStatus.RUNNING
         op.attempts = attempt
         op.error = ""
@@ -345,18 +345,25 @@ def enter_operation(*, operation: DeviceOperation, package_name: str = "") -> De
     kind = OperationKind(operation.kind)
     devices = Device.objects.filter(pk=operation.device_id)
     if kind in TRANSITIONAL:
-        moved = devices.filter(status__in=ALLOWED_FROM[kind]).update(
+        mine = devices.filter(current_operation=operation)
+        moved = mine.filter(status__in=ALLOWED_FROM[kind]).update(
             status=TRANSITIONAL[kind], updated_at=timezone.now()
         )
         device = devices.get()
         if not moved:
-            raise OperationRefused(refusal(device, kind))
+            raise OperationRefused(refusal(device, kind) or _not_current(device, operation))
         return device
     device = devices.get()
     reason = refusal(device, kind, package_name=package_name)
+    if device.current_operation_id != operation.pk:
+        reason = _not_current(device, operation)
     if reason:
         raise OperationRefused(reason)
     return device
+
+
+def _not_current(device: Device, operation: DeviceOperation) -> str:
+    return f"operation {operation.pk} is no longer device {device.pk}'s current operation"
 
 
 def report_progress(*, operation: DeviceOperation, progress: int) -> None:
@@ -373,6 +380,9 @@ def complete_operation(
     params = params or {}
     with transaction.atomic():
         device = Device.objects.select_for_update().get(pk=operation.device_id)
+        if device.current_operation_id != operation.pk:
+            # Released meanwhile (its job was cancelled): the device is someone else's now.
+            raise OperationRefused(_not_current(device, operation))
         fields = ["current_operation", "updated_at"]
         if kind in FINAL_STATE:
             device.status = FINAL_STATE[kind]
@@ -391,8 +401,7 @@ def complete_operation(
         if apps != device.installed_apps:
             device.installed_apps = apps
             fields.append("installed_apps")
-        if device.current_operation_id == operation.pk:
-            device.current_operation = None
+        device.current_operation = None
         device.save(update_fields=fields)
         _finish(operation, OperationStatus.COMPLETED, progress=100)
     return device
@@ -428,12 +437,10 @@ def _finish(operation: DeviceOperation, status: str, *, error: str = "", **extra
 
 def _leave_transition(operation: DeviceOperation, *, release: bool) -> None:
     kind = OperationKind(operation.kind)
-    devices = Device.objects.filter(pk=operation.device_id)
+    devices = Device.objects.filter(pk=operation.device_id, current_operation=operation)
     if kind in TRANSITIONAL:
         devices.filter(status=TRANSITIONAL[kind]).update(
             status=DeviceStatus.ERROR, updated_at=timezone.now()
         )
     if release:
-        devices.filter(current_operation=operation).update(
-            current_operation=None, updated_at=timezone.now()
-        )
+        devices.update(current_operation=None, updated_at=timezone.now())

@@ -148,8 +148,19 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job": {"()": "jobplatform.logs.JobContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "jobplatform.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            # LOG_FORMAT=json: one JSON object per line, with the running job's context.
+            "formatter": "json" if os.environ.get("LOG_FORMAT") == "json" else "plain",
+            "filters": ["job"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-q2 logs every doorbell message at INFO; the ledger is the record of jobs.
     "loggers": {"django-q": {"level": os.environ.get("DJANGO_Q_LOG_LEVEL", "WARNING")}},
@@ -227,6 +238,9 @@ TOKEN_CACHE_SECONDS = float(os.environ.get("TOKEN_CACHE_SECONDS", "10"))
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 # Webhooks are signed with HMAC-SHA256 of the body under this secret.
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "") or SECRET_KEY
+
+# /metrics answers a staff login, or "Authorization: Bearer <METRICS_TOKEN>" when set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Redis and django-q2 --------------------------------------------------------------
 # Redis only rings the doorbell; every job lives in the database. Without REDIS_URL the

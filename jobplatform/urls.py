@@ -4,6 +4,8 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from queues.dashboard import dashboard_data_view, dashboard_view
+from queues.health import healthz_view
+from queues.prometheus import metrics_view
 
 api = [
     path("", include("queues.api.urls")),
@@ -24,4 +26,6 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api)),
+    path("metrics", metrics_view, name="metrics"),
+    path("healthz", healthz_view, name="healthz"),
 ]

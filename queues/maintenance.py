@@ -10,6 +10,8 @@ retention job (once: it has a unique key).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +23,13 @@ from django.utils import timezone
 
 from queues import doorbell, events
 from queues.metrics import refresh_snapshots
-from queues.models import Job, JobStatus, Queue
+from queues.models import Job, JobStatus, Queue, SchedulerHeartbeat
 from queues.recovery import recover_stalled
 
 logger = logging.getLogger("queues.maintenance")
 
 PROMOTE_BATCH = 5000
+HEARTBEAT_SECONDS = 2.0
 RETENTION_KEY = "platform.apply-retention"
 
 
@@ -80,6 +83,13 @@ class Maintenance:
         self.next_stall_check = 0.0
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.next_snapshot = 0.0
+        self.next_heartbeat = 0.0
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+
+    def heartbeat(self) -> None:
+        SchedulerHeartbeat.objects.update_or_create(
+            id=self.id, defaults={"last_tick": timezone.now()}
+        )
 
     @staticmethod
     def _step(step: Callable[[], object]) -> None:
@@ -101,6 +111,9 @@ class Maintenance:
             self.next_rewake = now + cfg["REWAKE_INTERVAL"]
         if names:
             doorbell.ring(names)
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + HEARTBEAT_SECONDS
+            self._step(self.heartbeat)
         # Optional steps: one failing must not stop the others or the next tick.
         if now >= self.next_retention:
             self.next_retention = now + cfg["RETENTION_INTERVAL"]
@@ -122,6 +135,16 @@ class Maintenance:
 
 def run_forever(stop: threading.Event) -> None:
     loop = Maintenance()
+    try:
+        _run(loop, stop)
+    finally:
+        try:
+            SchedulerHeartbeat.objects.filter(id=loop.id).delete()
+        except Exception:
+            logger.warning("could not remove the scheduler heartbeat", exc_info=True)
+
+
+def _run(loop: Maintenance, stop: threading.Event) -> None:
     while not stop.is_set():
         started = time.monotonic()
         wake_in = None

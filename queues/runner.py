@@ -23,7 +23,7 @@ from django.utils import timezone
 from queues import doorbell, events, metrics, signals
 from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
-from queues.context import JobContext
+from queues.context import JobContext, current_job
 from queues.exceptions import PermanentError, UnknownHandler
 from queues.finalize import Outcome, clean_text, finalize
 from queues.limits import RateLimited
@@ -178,6 +178,9 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
         job_id=job.id, name=job.name, queue=queue_name, attempt=job.attempt, worker=worker
     )
     runtime.begin_job(Running(job.id, job.attempt, queue_name, job.timeout))
+    log_context = current_job.set(
+        {"job_id": job.id, "queue": queue_name, "handler": job.name, "attempt": job.attempt}
+    )
     try:
         handler = get_handler(job.name)
         result = handler.func(ctx, job.payload)
@@ -204,6 +207,7 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
         return fail(exc)
     finally:
         runtime.end_job()
+        current_job.reset(log_context)
     return Outcome(
         job=job,
         status=JobStatus.COMPLETED,

@@ -24,6 +24,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -200,7 +201,10 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         try:
-            updated = Worker.objects.filter(id=self.id).update(last_heartbeat=timezone.now())
+            activity = datetime.fromtimestamp(runtime.shared_activity.value, tz=UTC)
+            updated = Worker.objects.filter(id=self.id).update(
+                last_heartbeat=timezone.now(), last_activity=activity
+            )
             if not updated:
                 self._register()
             doorbell.advertise(self.list_key, self.queues)

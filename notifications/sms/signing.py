@@ -56,11 +56,14 @@ def tencent_authorization(
 ) -> str:
     """The ``Authorization`` header of a TC3-HMAC-SHA256 signed POST to ``/``.
 
-    Signed headers are ``content-type;host;x-tc-action`` (values lower-cased as the
-    documentation's example does); the credential scope is ``<UTC date>/<service>/tc3_request``.
+    Signed headers are ``content-type;host;x-tc-action``, their values trimmed and
+    lower-cased as documented; the credential scope is ``<UTC date>/<service>/tc3_request``.
     """
     signed_headers = "content-type;host;x-tc-action"
-    canonical_headers = f"content-type:{content_type}\nhost:{host}\nx-tc-action:{action.lower()}\n"
+    canonical_headers = "".join(
+        f"{name}:{value.strip().lower()}\n"
+        for name, value in (("content-type", content_type), ("host", host), ("x-tc-action", action))
+    )
     canonical_request = "\n".join(
         [
             "POST",
