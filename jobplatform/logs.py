@@ -7,7 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from queues.context import current_job
+from queues.logcontext import current_job
 
 
 class JobContextFilter(logging.Filter):

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from uuid import UUID
 
 from queues.models import Job, JobLog, JobStatus
 from queues.signals import job_progress
-
-# The running job (id, queue, handler, attempt), set by the runner around each handler
-# call; log records emitted meanwhile carry it (jobplatform.logs).
-current_job: ContextVar[dict | None] = ContextVar("current_job", default=None)
 
 
 class JobContext:

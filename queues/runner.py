@@ -23,10 +23,11 @@ from django.utils import timezone
 from queues import doorbell, events, metrics, signals
 from queues.backoff import retry_delay_ms
 from queues.claim import ClaimedJob, claim_jobs
-from queues.context import JobContext, current_job
+from queues.context import JobContext
 from queues.exceptions import PermanentError, UnknownHandler
 from queues.finalize import Outcome, clean_text, finalize
 from queues.limits import RateLimited
+from queues.logcontext import current_job
 from queues.models import AttemptOutcome, JobStatus, Queue
 from queues.recovery import release_unstarted
 from queues.registry import get_handler
