@@ -102,7 +102,7 @@ def refusal(device: Device, kind: str, *, package_name: str = "") -> str | None:
         )
     if device.status == FINAL_STATE[kind] and kind in (OperationKind.START, OperationKind.STOP):
         return f"device {device.pk} is already {device.status}"
-    allowed = ", ".join(sorted(ALLOWED_FROM[kind]))
+    allowed = " or ".join(sorted(ALLOWED_FROM[kind]))
     return f"device {device.pk} is {device.status}; it can be {VERBS[kind]} only when {allowed}"
 
 
@@ -444,3 +444,33 @@ def _leave_transition(operation: DeviceOperation, *, release: bool) -> None:
         )
     if release:
         devices.update(current_operation=None, updated_at=timezone.now())
+
+
+def sync_with_job(*, job_id: UUID, error: str = "") -> DeviceOperation | None:
+    """Bring an operation in line with a job that ended or stalled without its handler
+    saying so (cancelled while waiting, worker died): called from the queues signals. A
+    running handler is left to notice its own cancellation."""
+    job = Job.objects.filter(pk=job_id).values("status", "error").first()
+    with transaction.atomic():
+        op = (
+            DeviceOperation.objects.select_for_update()
+            .filter(job_id=job_id, status__in=UNFINISHED_OPERATION_STATUSES)
+            .first()
+        )
+        if op is None or job is None:
+            return None
+        status = job["status"]
+        error = error or job["error"] or f"its job ended ({status})"
+        if status == JobStatus.CANCELLED and op.status != OperationStatus.RUNNING:
+            cancel_operation(operation=op, reason="its job was cancelled")
+        elif status == JobStatus.FAILED:
+            fail_operation(operation=op, error=error)
+        elif (
+            status in (JobStatus.WAITING, JobStatus.DELAYED)
+            and op.status == OperationStatus.RUNNING
+        ):
+            # The worker died mid-step (stalled): the job runs again, from a device in error.
+            fail_operation(operation=op, error=error, retrying=True)
+        else:
+            return None
+    return op

@@ -97,7 +97,8 @@ def send_batch_sms(*args, **kwargs) -> Job:
 
 
 def render(source: str, context: dict, *, html: bool = False) -> str:
-    return (_html_engine if html else _engine).from_string(source).render(Context(context))
+    engine = _html_engine if html else _engine
+    return engine.from_string(source).render(Context(context, autoescape=html))
 
 
 def publish_event(event: str, context: dict[str, Any]) -> list[Job]:

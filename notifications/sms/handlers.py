@@ -59,6 +59,15 @@ def deliver(
     return sent
 
 
+def check_code(code: object) -> str:
+    """A verification code: a string of 4 to 8 ASCII digits."""
+    if not isinstance(code, str) or not (code.isascii() and code.isdigit()):
+        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+    if not 4 <= len(code) <= 8:
+        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+    return code
+
+
 def _mapping(payload: object, what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidSmsPayload(f"{what} must be a JSON object, got {type(payload).__name__}")
@@ -107,9 +116,7 @@ def send_verification_code(ctx, payload):
     ctx.progress(10)
     payload = _mapping(payload, "payload")
     phone = normalize_phone(payload.get("phone"))
-    code = payload.get("code")
-    if not isinstance(code, str) or not code.isdigit() or not 4 <= len(code) <= 8:
-        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+    code = check_code(payload.get("code"))
     expires_in = payload.get("expiresIn", DEFAULT_EXPIRES_IN)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
         raise InvalidSmsPayload("expiresIn must be a whole number of minutes, at least 1")
@@ -187,7 +194,7 @@ def _batch_one(ctx, provider, index, item, batch, provider_name) -> dict[str, An
         return _defer(ctx, index, fields, provider_name, exc, delay=exc.retry_in)
     except Exception as exc:  # ProviderUnavailable or unexpected: its own job retries it
         return _defer(ctx, index, fields, provider_name, exc, delay=RETRY_DEFERRED_AFTER)
-    return {"phone": fields["phone"], "status": "sent", **sent}
+    return {"phone": fields["phone"], **sent, "status": "sent"}
 
 
 def _defer(ctx, index, fields, provider_name, exc, *, delay: float) -> dict[str, Any]:

@@ -250,7 +250,7 @@ class TwilioProvider(SmsProvider):
             return {
                 "provider": self.name,
                 "message_id": data["sid"],
-                "status": data.get("status", ""),
+                "provider_status": data.get("status", ""),
             }
         code = str(data.get("code") or "")
         _fail(self.name, status, code, str(data.get("message", "")))

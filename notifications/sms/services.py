@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from notifications.sms.errors import InvalidSmsPayload, UnknownProvider
-from notifications.sms.handlers import DEFAULT_EXPIRES_IN, MAX_BATCH
+from notifications.sms.handlers import DEFAULT_EXPIRES_IN, MAX_BATCH, check_code
 from notifications.sms.phones import normalize_phone
 from notifications.sms.providers import PROVIDERS
 from queues import enqueue
@@ -77,9 +77,7 @@ def send_verification_code(
     fresh six-digit one; the caller reads it from ``job.payload["code"]`` to store it
     (seed 001 keeps it in Redis for ``expires_in`` minutes)."""
     normalize_phone(phone)
-    code = generate_code() if code is None else code
-    if not isinstance(code, str) or not code.isdigit() or not 4 <= len(code) <= 8:
-        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+    code = generate_code() if code is None else check_code(code)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
         raise InvalidSmsPayload("expires_in must be a whole number of minutes, at least 1")
     _check_provider(provider)

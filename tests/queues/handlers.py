@@ -83,3 +83,11 @@ def nan_result(ctx, payload):
 @job("test.nul_error")
 def nul_error(ctx, payload):
     raise ValueError("bad\x00byte")
+
+
+@job("test.logs")
+def logs(ctx, payload):
+    import logging
+
+    logging.getLogger("thirdparty.sdk").warning("calling the provider for %s", payload["who"])
+    return {"ok": True}

@@ -1,0 +1,151 @@
+"""Devices in the admin: status, the current operation with its progress, the operation
+history, and start/stop/restart through the same services as the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from devices import services
+from devices.models import Device, DeviceOperation, OperationKind
+from queues.admin.common import ReadOnlyMixin, done, progress_bar, status_badge
+
+
+def _job_link(op: DeviceOperation):
+    url = reverse("admin:queues_job_change", args=[op.job_id])
+    return format_html('<a href="{}">{}</a>', url, str(op.job_id)[:13])
+
+
+class OperationInline(ReadOnlyMixin, admin.TabularInline):
+    """The device's operation history (read-only), newest first."""
+
+    model = DeviceOperation
+    fk_name = "device"
+    extra = 0
+    fields = ["kind", "status_tag", "progress_tag", "job", "attempts", "error", "created_at"]
+    readonly_fields = fields
+    ordering = ["-id"]
+    verbose_name_plural = "operations"
+
+    @admin.display(description="status")
+    def status_tag(self, op):
+        return status_badge(op.status)
+
+    @admin.display(description="progress")
+    def progress_tag(self, op):
+        return progress_bar(op.progress)
+
+    @admin.display(description="job")
+    def job(self, op):
+        return _job_link(op)
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "name",
+        "status_tag",
+        "operation",
+        "progress_tag",
+        "owner",
+        "updated_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["current_operation", "owner"]
+    list_per_page = 50
+    search_fields = ["id", "name"]
+    ordering = ["id"]
+    actions = ["start_selected", "stop_selected", "restart_selected"]
+    readonly_fields = ["status", "current_operation", "installed_apps", "created_at", "updated_at"]
+    fields = ["id", "name", "owner", "resolution", "dpi", *readonly_fields]
+    raw_id_fields = ["owner"]
+    inlines = [OperationInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+
+    @admin.display(description="status", ordering="status")
+    def status_tag(self, device):
+        return status_badge(device.status)
+
+    @admin.display(description="operation")
+    def operation(self, device):
+        op = device.current_operation
+        return f"{op.kind} ({op.status})" if op else "-"
+
+    @admin.display(description="progress")
+    def progress_tag(self, device):
+        op = device.current_operation
+        return progress_bar(op.progress) if op else "-"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Only name, owner, resolution and dpi are editable; status belongs to operations.
+            super().save_model(request, obj, form, change)
+            return
+        created = services.create_device(
+            name=obj.name, id=obj.id, owner=obj.owner, resolution=obj.resolution, dpi=obj.dpi
+        )
+        obj.created_at, obj.updated_at = created.created_at, created.updated_at
+        obj._state.adding = False
+
+    def _operate(self, request, queryset, kind: OperationKind, service: Callable) -> None:
+        ready = queryset.filter(
+            status__in=services.ALLOWED_FROM[kind], current_operation__isnull=True
+        )
+        queued, refused = 0, []
+        for device in ready:
+            try:
+                service(device=device, by=request.user)
+                queued += 1
+            except services.DeviceStateError as exc:  # changed since the filter ran
+                refused.append(str(exc))
+        skipped = queryset.count() - queued
+        done(self, request, action=f"device_{kind}", count=queued, noun="device(s) queued")
+        if skipped:
+            detail = f" ({'; '.join(refused[:3])})" if refused else ""
+            self.message_user(
+                request,
+                f"{skipped} device(s) skipped: busy or not in a state to {kind}{detail}.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Start selected devices", permissions=["change"])
+    def start_selected(self, request, queryset):
+        self._operate(request, queryset, OperationKind.START, services.start_device)
+
+    @admin.action(description="Stop selected devices", permissions=["change"])
+    def stop_selected(self, request, queryset):
+        self._operate(request, queryset, OperationKind.STOP, services.stop_device)
+
+    @admin.action(description="Restart selected devices", permissions=["change"])
+    def restart_selected(self, request, queryset):
+        self._operate(request, queryset, OperationKind.RESTART, services.restart_device)
+
+
+@admin.register(DeviceOperation)
+class DeviceOperationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Every operation on every device: history, read-only."""
+
+    list_display = ["id", "device", "kind", "status_tag", "progress_tag", "job", "created_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["device"]
+    search_fields = ["device__id", "device__name"]
+    show_full_result_count = False
+    ordering = ["-id"]
+
+    @admin.display(description="status", ordering="status")
+    def status_tag(self, op):
+        return status_badge(op.status)
+
+    @admin.display(description="progress")
+    def progress_tag(self, op):
+        return progress_bar(op.progress)
+
+    @admin.display(description="job")
+    def job(self, op):
+        return _job_link(op)

@@ -1,0 +1,167 @@
+"""Devices over HTTP: list, detail (seed 001's progress polling) and the six operations,
+each answered 202 with the job to poll. Thin views over ``devices.services``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from devices import selectors, services
+from devices.api import serializers as s
+from devices.models import Device, DeviceStatus
+from queues.api.permissions import requires
+
+VIEW = "devices.view_device"
+CHANGE = "devices.change_device"
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def _device(pk: str) -> Device:
+    return get_object_or_404(selectors.devices_with_operation(), pk=pk)
+
+
+class DeviceList(generics.ListAPIView):
+    permission_classes = [requires(VIEW)]
+    serializer_class = s.DeviceOut
+    pagination_class = Pages
+
+    def get_queryset(self):
+        return selectors.devices_with_operation(status=self.request.query_params.get("status"))
+
+    @extend_schema(
+        summary="Devices with their current operation",
+        parameters=[OpenApiParameter("status", enum=DeviceStatus.values, required=False)],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class DeviceDetail(APIView):
+    permission_classes = [requires(VIEW)]
+
+    @extend_schema(
+        responses=s.DeviceDetailOut,
+        summary="A device, its current operation's progress and its latest operations",
+    )
+    def get(self, request, pk: str):
+        device = _device(pk)
+        device.recent_operations = selectors.recent_operations(device)
+        return Response(s.DeviceDetailOut(device).data)
+
+
+class _Operation(APIView):
+    """POST → 202 ``{"message", "jobId", "operationId"}``; 400 bad input, 404 unknown
+    device, 409 when the device's state does not allow it (with ``state``)."""
+
+    permission_classes = [requires(CHANGE)]
+    input_class: type[serializers.Serializer] | None = None
+    service: Callable[..., Any]
+    message = ""
+
+    def arguments(self, data: dict) -> dict:
+        return {}
+
+    def post(self, request, pk: str):
+        device = get_object_or_404(Device, pk=pk)
+        data: dict = {}
+        if self.input_class is not None:
+            body = self.input_class(data=request.data)
+            body.is_valid(raise_exception=True)
+            data = body.validated_data
+        job = self.service(device=device, by=request.user, **self.arguments(data))
+        out = {"message": self.message, "jobId": job.pk, "operationId": job.device_operation.pk}
+        return Response(s.AcceptedOut(out).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _accepted(summary: str):
+    return extend_schema(request=None, responses={202: s.AcceptedOut}, summary=summary)
+
+
+class StartDevice(_Operation):
+    service = staticmethod(services.start_device)
+    input_class = s.StartInput
+    message = "Device start operation queued"
+
+    def arguments(self, data: dict) -> dict:
+        return {"params": dict(data)}
+
+    @extend_schema(
+        request=s.StartInput,
+        responses={202: s.AcceptedOut},
+        summary="Start a stopped device (seed 001: check, allocate, container, configure, verify)",
+    )
+    def post(self, request, pk: str):
+        return super().post(request, pk)
+
+
+class StopDevice(_Operation):
+    service = staticmethod(services.stop_device)
+    message = "Device stop operation queued"
+
+    @_accepted("Stop a running device")
+    def post(self, request, pk: str):
+        return super().post(request, pk)
+
+
+class RestartDevice(_Operation):
+    service = staticmethod(services.restart_device)
+    message = "Device restart operation queued"
+
+    @_accepted("Restart a running device")
+    def post(self, request, pk: str):
+        return super().post(request, pk)
+
+
+class ResetDevice(_Operation):
+    service = staticmethod(services.reset_device)
+    message = "Device reset operation queued"
+
+    @_accepted("Reset a device to its factory state (data and apps wiped; ends stopped)")
+    def post(self, request, pk: str):
+        return super().post(request, pk)
+
+
+class InstallApp(_Operation):
+    service = staticmethod(services.install_app)
+    input_class = s.InstallInput
+    message = "App install operation queued"
+
+    def arguments(self, data: dict) -> dict:
+        return {"package_name": data["packageName"], "apk_url": data["apkUrl"]}
+
+    @extend_schema(
+        request=s.InstallInput,
+        responses={202: s.AcceptedOut},
+        summary="Install an APK on a running device (seed 001: download, verify, push, install)",
+    )
+    def post(self, request, pk: str):
+        return super().post(request, pk)
+
+
+class UninstallApp(_Operation):
+    service = staticmethod(services.uninstall_app)
+    input_class = s.UninstallInput
+    message = "App uninstall operation queued"
+
+    def arguments(self, data: dict) -> dict:
+        return {"package_name": data["packageName"]}
+
+    @extend_schema(
+        request=s.UninstallInput,
+        responses={202: s.AcceptedOut},
+        summary="Uninstall an installed app from a running device",
+    )
+    def post(self, request, pk: str):
+        return super().post(request, pk)
