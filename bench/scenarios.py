@@ -220,10 +220,164 @@ def run_schedule_lateness(firings: int) -> dict:
     }
 
 
+def _platform_setup():
+    import django
+
+    os.environ["DJANGO_SETTINGS_MODULE"] = "jobplatform.settings"
+    django.setup()
+    from queues.models import Job, JobAttempt, Worker
+
+    JobAttempt.objects.all().delete()
+    Job.objects.all().delete()
+    Worker.objects.all().delete()
+
+
+def run_enqueue(jobs: int) -> dict:
+    """Enqueue rates, no workers running: platform single and bulk, django-q2 async_task
+    (shared broker), Celery delay."""
+    _platform_setup()
+    from queues import enqueue, enqueue_many
+
+    single = min(jobs, 3000)
+    t0 = time.perf_counter()
+    for i in range(single):
+        enqueue("platform.echo", {"i": i})
+    platform_single = single / (time.perf_counter() - t0)
+    bulk = jobs * 4
+    t0 = time.perf_counter()
+    for start_at in range(0, bulk, 5000):
+        enqueue_many(
+            [
+                {"name": "platform.echo", "payload": {"i": i}}
+                for i in range(start_at, min(start_at + 5000, bulk))
+            ]
+        )
+    platform_bulk = bulk / (time.perf_counter() - t0)
+
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    broker = get_broker("bench-enqueue")
+    t0 = time.perf_counter()
+    for _ in range(single):
+        async_task("bench.tasks.noop", broker=broker)
+    q2_single = single / (time.perf_counter() - t0)
+    broker.purge_queue()
+
+    from bench.celery_app import app, noop
+
+    t0 = time.perf_counter()
+    for _ in range(single):
+        noop.delay()
+    celery_single = single / (time.perf_counter() - t0)
+    app.connection_for_write().default_channel.client.delete("bench")
+    return {
+        "scenario": "enqueue",
+        "platform_single": round(platform_single),
+        "platform_bulk": round(platform_bulk),
+        "q2_single": round(q2_single),
+        "celery_single": round(celery_single),
+    }
+
+
+def run_pickup(samples: int) -> dict:
+    """Idle pickup latency: one job at a time into an idle worker; enqueue -> handler start."""
+    _platform_setup()
+    from queues import enqueue
+    from queues.models import Job, JobAttempt, Worker
+
+    worker = start([sys.executable, "manage.py", "runworker", "--workers", "2"], os.environ.copy())
+    try:
+        wait_for(Worker.objects.exists, 60, "the worker to register")
+        latencies = []
+        for i in range(samples + 5):
+            job = enqueue("platform.echo", {"i": i})
+            wait_for(
+                lambda j=job: Job.objects.filter(pk=j.pk, status="completed").exists(),
+                30,
+                "the job",
+            )
+            attempt = JobAttempt.objects.get(job=job)
+            if i >= 5:  # warm-up
+                latencies.append((attempt.started_at - job.created_at).total_seconds() * 1000)
+            time.sleep(0.02)  # idle again
+    finally:
+        stop(worker)
+    latencies.sort()
+    return {
+        "scenario": "pickup",
+        "samples": len(latencies),
+        "p50_ms": round(latencies[len(latencies) // 2], 1),
+        "p99_ms": round(latencies[max(int(len(latencies) * 0.99) - 1, 0)], 1),
+    }
+
+
+def _rss_kb(pid: int) -> int:
+    from queues.supervisor import descendants
+
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def run_rss(jobs: int) -> dict:
+    """Worker RSS (runworker and all its processes) after 1,000 jobs and after ``jobs``."""
+    _platform_setup()
+    from queues import enqueue_many
+    from queues.models import Job, Worker
+
+    worker = start([sys.executable, "manage.py", "runworker", "--workers", "2"], os.environ.copy())
+    done = Job.objects.filter(status="completed")
+
+    def push(total: int) -> None:
+        already = Job.objects.count()
+        for start_at in range(already, total, 5000):
+            enqueue_many(
+                [
+                    {"name": "platform.echo", "payload": {"i": i}}
+                    for i in range(start_at, min(start_at + 5000, total))
+                ]
+            )
+        wait_for(lambda: done.count() >= total, 900, f"{total} jobs")
+        time.sleep(1)  # let the processes settle
+
+    try:
+        wait_for(Worker.objects.exists, 60, "the worker to register")
+        push(1000)
+        after_1k = _rss_kb(worker.pid)
+        push(jobs)
+        after_all = _rss_kb(worker.pid)
+    finally:
+        stop(worker)
+    return {
+        "scenario": "rss",
+        "jobs": jobs,
+        "rss_1k_mb": round(after_1k / 1024, 1),
+        "rss_all_mb": round(after_all / 1024, 1),
+        "growth_pct": round((after_all - after_1k) * 100 / after_1k, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "scenario", choices=["platform", "q2", "q2-nosave", "celery", "schedule-lateness"]
+        "scenario",
+        choices=[
+            "platform",
+            "q2",
+            "q2-nosave",
+            "celery",
+            "schedule-lateness",
+            "enqueue",
+            "pickup",
+            "rss",
+        ],
     )
     parser.add_argument("--jobs", type=int, default=5000)
     args = parser.parse_args()
@@ -235,6 +389,12 @@ def main() -> None:
         out = run_q2(args.jobs, -1)
     elif args.scenario == "schedule-lateness":
         out = run_schedule_lateness(120)
+    elif args.scenario == "enqueue":
+        out = run_enqueue(args.jobs)
+    elif args.scenario == "pickup":
+        out = run_pickup(200)
+    elif args.scenario == "rss":
+        out = run_rss(max(args.jobs, 100_000))
     else:
         out = run_celery(args.jobs)
     print(json.dumps(out), flush=True)

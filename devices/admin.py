@@ -65,6 +65,9 @@ class DeviceAdmin(admin.ModelAdmin):
     raw_id_fields = ["owner"]
     inlines = [OperationInline]
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []  # a new device has no history
+
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "id"] if obj else self.readonly_fields
 

@@ -286,7 +286,7 @@ def _errors(job, attempts: list) -> list[TaskError]:
     errors = [
         TaskError(
             exception_class_path=_exception_class_path(a.traceback, a.outcome),
-            traceback=a.traceback or a.error,
+            traceback=_without_note(a.traceback) or a.error,
         )
         for a in attempts
         if a.outcome != "completed"
@@ -300,6 +300,11 @@ def _errors(job, attempts: list) -> list[TaskError]:
             )
         )
     return errors
+
+
+def _without_note(traceback: str) -> str:
+    head, sep, tail = traceback.rpartition("\n" + _CLASS_NOTE)
+    return head + "\n" if sep and "\n" not in tail.strip() else traceback
 
 
 def _exception_class_path(traceback: str, outcome: str) -> str:

@@ -13,9 +13,10 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from queues import doorbell, events, signals
 from queues.backoff import normalize_backoff
@@ -384,7 +385,10 @@ def _insert(jobs: list[Job]) -> list[Job]:
     for job in jobs:
         job.was_created = True  # False on an existing job returned for its unique_key
     if not any(j.unique_key for j in jobs):
-        Job.objects.bulk_create(jobs, batch_size=1000)
+        if connection.vendor == "postgresql" and len(jobs) > 1:
+            _copy(jobs)
+        else:
+            Job.objects.bulk_create(jobs, batch_size=1000)
         return jobs
     result = list(jobs)
     pending = list(range(len(jobs)))
@@ -414,6 +418,76 @@ def _insert(jobs: list[Job]) -> list[Job]:
             return result
         pending = still
     raise EnqueueError("unique_key kept conflicting; try again")
+
+
+# COPY writes many rows far faster than INSERT: no SQL to build, no parameters to adapt
+# one by one. The column list is the Job model's; a test compares them.
+COPY_COLUMNS = (
+    "id",
+    "queue_id",
+    "name",
+    "payload",
+    "status",
+    "priority",
+    "attempts_made",
+    "attempts_base",
+    "max_attempts",
+    "backoff",
+    "timeout",
+    "run_at",
+    "progress",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "locked_until",
+    "worker",
+    "stalled_count",
+    "unique_key",
+    "has_dependants",
+    "webhook_url",
+)
+
+
+def _copy(jobs: list[Job]) -> None:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        sql = f"COPY queues_job ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+        with cursor.cursor.copy(sql) as copy:
+            for job in jobs:
+                job.created_at = now  # what auto_now_add would have set
+                copy.write_row(
+                    (
+                        job.id,
+                        job.queue_id,
+                        job.name,
+                        Jsonb(job.payload),
+                        job.status,
+                        job.priority,
+                        0,
+                        0,
+                        job.max_attempts,
+                        Jsonb(job.backoff),
+                        job.timeout,
+                        job.run_at,
+                        0,
+                        None,
+                        job.error,
+                        now,
+                        None,
+                        job.finished_at,
+                        None,
+                        "",
+                        0,
+                        None,
+                        job.has_dependants,
+                        job.webhook_url,
+                    )
+                )
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = "default"
 
 
 def _link(planned: list[_Planned], edges: list[list], jobs: list[Job]) -> None:

@@ -177,3 +177,36 @@ def test_queue_defaults_changes_apply_to_later_jobs():
     queue.default_attempts = 7
     queue.save()
     assert enqueue("platform.echo", {}).max_attempts == 7
+
+
+def test_the_copy_columns_are_exactly_the_job_columns():
+    from queues.services.enqueuing import COPY_COLUMNS
+
+    assert sorted(COPY_COLUMNS) == sorted(f.column for f in Job._meta.concrete_fields)
+
+
+def test_enqueue_many_rows_read_back_exactly():
+    jobs = enqueue_many(
+        [
+            {
+                "name": "platform.echo",
+                "payload": {"n": [1, 2.5, None, "x"]},
+                "priority": 2,
+                "timeout": 1.5,
+                "attempts": 4,
+                "backoff": {"type": "fixed", "delay": 10},
+            },
+            {"name": "platform.echo", "payload": "plain", "delay": 30},
+        ]
+    )
+    first, second = (Job.objects.get(pk=j.pk) for j in jobs)
+    assert (first.payload, first.priority, first.timeout, first.max_attempts) == (
+        {"n": [1, 2.5, None, "x"]},
+        2,
+        1.5,
+        4,
+    )
+    assert first.backoff == {"type": "fixed", "delay": 10}
+    assert first.created_at == jobs[0].created_at and first.status == JobStatus.WAITING
+    assert (second.payload, second.status) == ("plain", JobStatus.DELAYED)
+    assert second.run_at == jobs[1].run_at
