@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from devices import services
-from devices.models import Device, DeviceOperation, OperationKind
+from devices.models import ALLOWED_FROM, Device, DeviceOperation, OperationKind
 from queues.admin.common import ReadOnlyMixin, done, progress_bar, status_badge
 
 
@@ -97,9 +97,7 @@ class DeviceAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
     def _operate(self, request, queryset, kind: OperationKind, service: Callable) -> None:
-        ready = queryset.filter(
-            status__in=services.ALLOWED_FROM[kind], current_operation__isnull=True
-        )
+        ready = queryset.filter(status__in=ALLOWED_FROM[kind], current_operation__isnull=True)
         queued, refused = 0, []
         for device in ready:
             try:

@@ -38,7 +38,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from devices import selectors, services
-from devices.models import Device, DeviceOperation, OperationKind
+from devices.models import (
+    Device,
+    DeviceOperation,
+    OperationKind,
+    clean_apk_url,
+    clean_package_name,
+    clean_params,
+)
 from devices.providers import DeviceProvider, ProviderError, get_provider
 from queues import PermanentError, Priority, job
 from queues.runtime import JobCancelled
@@ -194,11 +201,11 @@ def _payload(payload: Any, kind: OperationKind) -> dict:
     if payload.get("operation", kind) != kind:
         raise PermanentError(f"operation {payload['operation']!r} does not match {kind}")
     try:
-        fields = {"device_id": device_id, "params": services.clean_params(payload.get("params"))}
+        fields = {"device_id": device_id, "params": clean_params(payload.get("params"))}
         if kind in (OperationKind.INSTALL, OperationKind.UNINSTALL):
-            fields["package_name"] = services.clean_package_name(payload.get("packageName"))
+            fields["package_name"] = clean_package_name(payload.get("packageName"))
         if kind == OperationKind.INSTALL:
-            fields["apk_url"] = services.clean_apk_url(payload.get("apkUrl"))
+            fields["apk_url"] = clean_apk_url(payload.get("apkUrl"))
     except ValidationError as exc:
         raise PermanentError(f"invalid payload: {'; '.join(exc.messages)}") from None
     return fields
@@ -208,6 +215,7 @@ def run_operation(ctx, payload: Any, kind: OperationKind) -> dict | None:
     """Run ``kind``'s steps for the job in ``ctx``, keeping its DeviceOperation, the device
     and the job's progress in step."""
     fields = _payload(payload, kind)
+    provider = get_provider(params=fields["params"])
     operation = services.begin_operation(
         job_id=ctx.job_id,
         attempt=ctx.attempt,
@@ -218,14 +226,14 @@ def run_operation(ctx, payload: Any, kind: OperationKind) -> dict | None:
     run = Run(
         kind=kind,
         operation=operation,
-        provider=get_provider(params=fields["params"]),
+        provider=provider,
         device=operation.device,
         params=fields["params"],
         package_name=fields.get("package_name", ""),
         apk_url=fields.get("apk_url", ""),
     )
     ctx.log(f"{kind} on device {run.device.pk} (operation {operation.pk}, attempt {ctx.attempt})")
-    label = "start"
+    label = "before the first step"
     try:
         if kind == OperationKind.INSTALL:
             run.enter()  # seed 001's install has no check step: refuse before downloading

@@ -11,25 +11,27 @@ completes, fails for good or is cancelled.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from devices.models import (
-    MAX_DPI,
-    MIN_DPI,
+    ALLOWED_FROM,
+    FINAL_STATE,
+    TRANSITIONAL,
     UNFINISHED_OPERATION_STATUSES,
     Device,
     DeviceOperation,
     DeviceStatus,
     OperationKind,
     OperationStatus,
+    clean_apk_url,
+    clean_package_name,
+    clean_params,
+    refusal,
 )
 from queues import Priority, enqueue
 from queues.exceptions import InvalidJobState, PermanentError
@@ -44,37 +46,6 @@ HANDLERS = {
     OperationKind.INSTALL: "install-app",
     OperationKind.UNINSTALL: "uninstall-app",
 }
-S = DeviceStatus
-# The states each operation may start from, the state it holds meanwhile and where it ends.
-ALLOWED_FROM = {
-    OperationKind.START: {S.STOPPED, S.ERROR},
-    OperationKind.STOP: {S.RUNNING, S.ERROR},
-    OperationKind.RESTART: {S.RUNNING, S.ERROR},
-    OperationKind.RESET: {S.STOPPED, S.RUNNING, S.ERROR},
-    OperationKind.INSTALL: {S.RUNNING},
-    OperationKind.UNINSTALL: {S.RUNNING},
-}
-TRANSITIONAL = {
-    OperationKind.START: S.STARTING,
-    OperationKind.STOP: S.STOPPING,
-    OperationKind.RESTART: S.RESTARTING,
-    OperationKind.RESET: S.RESETTING,
-}
-FINAL_STATE = {
-    OperationKind.START: S.RUNNING,
-    OperationKind.STOP: S.STOPPED,
-    OperationKind.RESTART: S.RUNNING,
-    OperationKind.RESET: S.STOPPED,
-}
-VERBS = {
-    OperationKind.START: "started",
-    OperationKind.STOP: "stopped",
-    OperationKind.RESTART: "restarted",
-    OperationKind.RESET: "reset",
-}
-PACKAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
-RESOLUTION = re.compile(r"^[1-9][0-9]{2,4}x[1-9][0-9]{2,4}$")
-_apk_url = URLValidator(schemes=["http", "https"])
 
 
 class DeviceStateError(InvalidJobState):
@@ -83,63 +54,6 @@ class DeviceStateError(InvalidJobState):
 
 class OperationRefused(PermanentError):
     """A handler found the operation impossible: the job fails without retry."""
-
-
-# --- rules shared by both sides --------------------------------------------------------
-
-
-def refusal(device: Device, kind: str, *, package_name: str = "") -> str | None:
-    """Why ``kind`` cannot run on ``device`` now, or None if it can."""
-    kind = OperationKind(kind)
-    if device.status in ALLOWED_FROM[kind]:
-        if kind == OperationKind.UNINSTALL and package_name not in device.installed_apps:
-            return f"{package_name} is not installed on device {device.pk}"
-        return None
-    if kind in (OperationKind.INSTALL, OperationKind.UNINSTALL):
-        action = "installed" if kind == OperationKind.INSTALL else "uninstalled"
-        return (
-            f"device {device.pk} is {device.status}; apps can be {action} only on a running device"
-        )
-    if device.status == FINAL_STATE[kind] and kind in (OperationKind.START, OperationKind.STOP):
-        return f"device {device.pk} is already {device.status}"
-    allowed = " or ".join(sorted(ALLOWED_FROM[kind]))
-    return f"device {device.pk} is {device.status}; it can be {VERBS[kind]} only when {allowed}"
-
-
-def clean_params(params: Any) -> dict:
-    """Seed 001's start params: ``resolution`` ("1080x1920") and ``dpi``; other keys pass
-    through to the provider."""
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise ValidationError({"params": ["params must be a JSON object"]})
-    resolution = params.get("resolution")
-    if resolution is not None and not (
-        isinstance(resolution, str) and RESOLUTION.match(resolution)
-    ):
-        raise ValidationError({"resolution": [f"expected WIDTHxHEIGHT, got {resolution!r}"]})
-    dpi = params.get("dpi")
-    if dpi is not None and (
-        isinstance(dpi, bool) or not isinstance(dpi, int) or not MIN_DPI <= dpi <= MAX_DPI
-    ):
-        raise ValidationError({"dpi": [f"dpi must be an integer from {MIN_DPI} to {MAX_DPI}"]})
-    return dict(params)
-
-
-def clean_package_name(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 255 or not PACKAGE_NAME.match(value):
-        raise ValidationError({"packageName": [f"not an Android package name: {value!r}"]})
-    return value
-
-
-def clean_apk_url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValidationError({"apkUrl": ["apkUrl must be an http(s) URL"]})
-    try:
-        _apk_url(value)
-    except ValidationError:
-        raise ValidationError({"apkUrl": [f"not an http(s) URL: {value!r}"]}) from None
-    return value
 
 
 # --- request side ----------------------------------------------------------------------
@@ -156,6 +70,7 @@ def create_device(
     installed_apps: list[str] | None = None,
 ) -> Device:
     """A new device (stopped unless told otherwise), validated."""
+    clean_params({"resolution": resolution, "dpi": dpi})
     device = Device(name=name, owner=owner, status=status, installed_apps=installed_apps or [])
     if id is not None:
         device.id = id
@@ -192,13 +107,19 @@ def _release_stale(device: Device) -> None:
 def _request(
     *, device: Device, kind: str, by: AbstractBaseUser | None, params: dict, **extra: str
 ) -> Job:
-    with transaction.atomic():
-        locked = (
+    def lock() -> Device:
+        return (
             Device.objects.select_for_update(of=("self",))
             .select_related("current_operation")
             .get(pk=device.pk)
         )
-        _release_stale(locked)
+
+    with transaction.atomic():
+        # Committed on its own: a stale operation stays released even if this request
+        # is then refused.
+        _release_stale(lock())
+    with transaction.atomic():
+        locked = lock()
         if locked.current_operation_id is not None:
             op = locked.current_operation
             raise DeviceStateError(

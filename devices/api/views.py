@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -85,8 +85,16 @@ class _Operation(APIView):
         return Response(s.AcceptedOut(out).data, status=status.HTTP_202_ACCEPTED)
 
 
+RESPONSES = {
+    202: s.AcceptedOut,
+    400: OpenApiResponse(description="Bad input, with field messages"),
+    404: OpenApiResponse(description="No device has this id"),
+    409: OpenApiResponse(description="Busy, or not in a state to do it (`detail`, `state`)"),
+}
+
+
 def _accepted(summary: str):
-    return extend_schema(request=None, responses={202: s.AcceptedOut}, summary=summary)
+    return extend_schema(request=None, responses=RESPONSES, summary=summary)
 
 
 class StartDevice(_Operation):
@@ -99,7 +107,7 @@ class StartDevice(_Operation):
 
     @extend_schema(
         request=s.StartInput,
-        responses={202: s.AcceptedOut},
+        responses=RESPONSES,
         summary="Start a stopped device (seed 001: check, allocate, container, configure, verify)",
     )
     def post(self, request, pk: str):
@@ -143,7 +151,7 @@ class InstallApp(_Operation):
 
     @extend_schema(
         request=s.InstallInput,
-        responses={202: s.AcceptedOut},
+        responses=RESPONSES,
         summary="Install an APK on a running device (seed 001: download, verify, push, install)",
     )
     def post(self, request, pk: str):
@@ -160,7 +168,7 @@ class UninstallApp(_Operation):
 
     @extend_schema(
         request=s.UninstallInput,
-        responses={202: s.AcceptedOut},
+        responses=RESPONSES,
         summary="Uninstall an installed app from a running device",
     )
     def post(self, request, pk: str):

@@ -276,7 +276,10 @@ def _write(planned: list[_Planned], refs: Mapping[str, int] | None = None) -> li
         # One plain job: a single INSERT, no transaction round trips around it.
         job = planned[0].job
         job.was_created = True
-        job.save(force_insert=True)
+        if connection.vendor == "postgresql":
+            _copy([job])
+        else:
+            job.save(force_insert=True)
         if job.webhook_url:
             with transaction.atomic():
                 events.status_changed([job.pk], webhook_ids=[job.pk])
@@ -385,7 +388,7 @@ def _insert(jobs: list[Job]) -> list[Job]:
     for job in jobs:
         job.was_created = True  # False on an existing job returned for its unique_key
     if not any(j.unique_key for j in jobs):
-        if connection.vendor == "postgresql" and len(jobs) > 1:
+        if connection.vendor == "postgresql":
             _copy(jobs)
         else:
             Job.objects.bulk_create(jobs, batch_size=1000)
@@ -450,41 +453,34 @@ COPY_COLUMNS = (
 )
 
 
+_INSERT_SQL = (
+    f"INSERT INTO queues_job ({', '.join(COPY_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COPY_COLUMNS))})"
+)
+
+
+def _row(job: Job, now) -> tuple:
+    job.created_at = now  # what auto_now_add would have set
+    # fmt: off
+    return (
+        job.id, job.queue_id, job.name, Jsonb(job.payload), job.status, job.priority, 0, 0,
+        job.max_attempts, Jsonb(job.backoff), job.timeout, job.run_at, 0, None, job.error, now,
+        None, job.finished_at, None, "", 0, job.unique_key, job.has_dependants, job.webhook_url,
+    )
+    # fmt: on
+
+
 def _copy(jobs: list[Job]) -> None:
+    """Insert new jobs (Postgres): one prepared INSERT for one job, COPY for many."""
     now = timezone.now()
     with connection.cursor() as cursor:
-        sql = f"COPY queues_job ({', '.join(COPY_COLUMNS)}) FROM STDIN"
-        with cursor.cursor.copy(sql) as copy:
-            for job in jobs:
-                job.created_at = now  # what auto_now_add would have set
-                copy.write_row(
-                    (
-                        job.id,
-                        job.queue_id,
-                        job.name,
-                        Jsonb(job.payload),
-                        job.status,
-                        job.priority,
-                        0,
-                        0,
-                        job.max_attempts,
-                        Jsonb(job.backoff),
-                        job.timeout,
-                        job.run_at,
-                        0,
-                        None,
-                        job.error,
-                        now,
-                        None,
-                        job.finished_at,
-                        None,
-                        "",
-                        0,
-                        None,
-                        job.has_dependants,
-                        job.webhook_url,
-                    )
-                )
+        if len(jobs) == 1:
+            cursor.execute(_INSERT_SQL, _row(jobs[0], now))
+        else:
+            sql = f"COPY queues_job ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+            with cursor.cursor.copy(sql) as copy:
+                for job in jobs:
+                    copy.write_row(_row(job, now))
     for job in jobs:
         job._state.adding = False
         job._state.db = "default"
