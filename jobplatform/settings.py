@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "django_celery_beat",
+    "django_tasks",
     "queues.apps.QueuesConfig",
     "scheduling.apps.SchedulingConfig",
     "notifications.apps.NotificationsConfig",
@@ -226,6 +227,9 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "queues.models.JobStatus",
         "ScheduleStatusEnum": "scheduling.models.ScheduleStatus",
         "AttemptOutcomeEnum": "queues.models.AttemptOutcome",
+        "DeviceStatusEnum": "devices.models.DeviceStatus",
+        "DeviceOperationStatusEnum": "devices.models.OperationStatus",
+        "DeviceOperationKindEnum": "devices.models.OperationKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -238,6 +242,15 @@ TOKEN_CACHE_SECONDS = float(os.environ.get("TOKEN_CACHE_SECONDS", "10"))
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 # Webhooks are signed with HMAC-SHA256 of the body under this secret.
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "") or SECRET_KEY
+
+# The Tasks API (django.tasks): any app's @task runs on the platform's workers.
+TASKS = {
+    "default": {
+        "BACKEND": "queues.tasks_backend.PlatformTaskBackend",
+        # Tasks queue names allowed; [] allows every queue of the platform.
+        "QUEUES": env_list("TASKS_QUEUES", []),
+    }
+}
 
 # /metrics answers a staff login, or "Authorization: Bearer <METRICS_TOKEN>" when set.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")

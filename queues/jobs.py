@@ -46,5 +46,5 @@ def apply_retention(ctx, payload):
     return {"removed": apply(), "buckets_pruned": prune_buckets()}
 
 
-# Exports register their handler on import.
-from queues import exports  # noqa: E402,F401
+# Exports and the Tasks API backend register their handlers on import.
+from queues import exports, tasks_backend  # noqa: E402,F401

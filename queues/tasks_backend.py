@@ -160,7 +160,7 @@ class PlatformTaskBackend(BaseTaskBackend):
             "run_after": run_after.isoformat() if run_after is not None else None,
         }
         try:
-            job = enqueue(
+            queued = enqueue(
                 HANDLER_NAME,
                 payload,
                 queue=task.queue_name,
@@ -169,7 +169,7 @@ class PlatformTaskBackend(BaseTaskBackend):
             )
         except EnqueueError as exc:  # an unknown queue, most likely
             raise InvalidTaskError(f"cannot enqueue task {task.module_path}: {exc}") from exc
-        result = _task_result(job, [], task=task)
+        result = _task_result(queued, [], task=task)
         task_enqueued.send(type(self), task_result=result)
         return result
 
