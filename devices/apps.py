@@ -16,6 +16,42 @@ class DevicesConfig(AppConfig):
         for name in ("job_cancelled", "job_failed", "job_stalled"):
             getattr(signals, name).connect(sync_operation, dispatch_uid=f"devices.{name}")
 
+        from queues.exports import register_export
+
+        register_export("devices", devices_export)
+
+
+def devices_export(filters: dict):
+    """Devices to CSV for the ``export-data`` job (``{"kind": "devices"}``)."""
+    from devices.models import Device
+    from queues.exceptions import PermanentError
+    from queues.exports import Export
+
+    allowed = {"status", "owner"}
+    unknown = set(filters) - allowed
+    if unknown:
+        raise PermanentError(
+            f"unknown filters for devices: {sorted(unknown)}; use {sorted(allowed)}"
+        )
+    devices = Device.objects.filter(
+        **{k if k != "owner" else "owner__username": v for k, v in filters.items()}
+    ).order_by("id")
+    fields = [
+        "id",
+        "name",
+        "status",
+        "resolution",
+        "dpi",
+        "owner__username",
+        "installed_apps",
+        "updated_at",
+    ]
+    return Export(
+        headers=[f.replace("__username", "") for f in fields],
+        rows=(list(r) for r in devices.values_list(*fields).iterator(chunk_size=2000)),
+        total=devices.count(),
+    )
+
 
 def sync_operation(sender, *, job_id, queue, **kwargs) -> None:
     if queue != QUEUE or kwargs.get("final") is False:

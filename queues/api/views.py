@@ -82,7 +82,11 @@ class QueueViewSet(ViewSet):
         return get_object_or_404(Queue.objects.select_related("snapshot"), name=name)
 
     # Not named "list": the answer is one object (queues + summary), not an array.
-    @extend_schema(responses=QueueSummary, summary="Every queue with counts (seed 001 status)")
+    @extend_schema(
+        responses=QueueSummary,
+        summary="Every queue with counts (seed 001 status)",
+        operation_id="queues_list",
+    )
     def overview(self, request):
         queues = list(Queue.objects.select_related("snapshot").order_by("name"))
         data = s.QueueOut(queues, many=True, context=self._context()).data
@@ -154,7 +158,7 @@ class JobViewSet(ViewSet):
         return [requires(*perms, staff=staff)()]
 
     # Not named "list": the answer is a cursor page object, not an array.
-    @extend_schema(parameters=[s.JobFilterIn], responses=JobPage)
+    @extend_schema(parameters=[s.JobFilterIn], responses=JobPage, operation_id="jobs_list")
     def listing(self, request):
         form = s.JobFilterIn(data=request.query_params)
         form.is_valid(raise_exception=True)

@@ -78,3 +78,19 @@ def test_reports_are_emailed_to_admins(settings):
     assert subjects == ["[jobplatform] daily report", "[jobplatform] hourly report"]
     body = mail.outbox[0].body
     assert "default" in body and mail.outbox[0].to == ["ops@example.com"]
+
+
+def test_devices_export(settings, tmp_path):
+    from devices.services import create_device
+
+    settings.EXPORT_ROOT = tmp_path
+    create_device(name="Pixel")
+    create_device(name="Galaxy")
+    job = enqueue("export-data", {"kind": "devices"})
+    drain("data-export")
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error
+    with export_path(job.pk).open() as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][:3] == ["id", "name", "status"]
+    assert sorted(r[1] for r in rows[1:]) == ["Galaxy", "Pixel"]
