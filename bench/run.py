@@ -18,7 +18,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["platform", "q2", "q2-nosave", "celery", "schedule-lateness"]
+SCENARIOS = [
+    "platform",
+    "q2",
+    "q2-nosave",
+    "celery",
+    "enqueue",
+    "pickup",
+    "schedule-lateness",
+    "rss",
+]
 
 
 def ensure_database(url: str) -> None:
@@ -69,7 +78,7 @@ def main() -> None:
         check=True,
     )
 
-    rows, lateness = [], None
+    results: dict[str, dict] = {}
     for scenario in [s for s in args.only.split(",") if s]:
         if scenario not in SCENARIOS:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
@@ -81,30 +90,52 @@ def main() -> None:
             capture_output=True,
             text=True,
         )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {row}", file=sys.stderr, flush=True)
-        if "firings" in row:
-            lateness = row
-        else:
-            rows.append(row)
+        results[scenario] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  {results[scenario]}", file=sys.stderr, flush=True)
+    report(results, args.jobs)
 
-    cpus = os.cpu_count()
+
+def report(results: dict, jobs: int) -> None:
     print(
-        f"\nEnd-to-end no-op throughput, {args.jobs} jobs, 2 workers "
-        f"({cpus} cores, Python {platform.python_version()}, Postgres + Redis on localhost)\n"
+        f"\njobplatform benchmark — {os.cpu_count()} cores, Python {platform.python_version()}, "
+        "Postgres + Redis on localhost, one run\n"
     )
-    print("| system | jobs/s | total s | enqueue jobs/s |")
-    print("|---|---:|---:|---:|")
-    for row in rows:
+    throughput = [results[k] for k in ("platform", "q2", "q2-nosave", "celery") if k in results]
+    if throughput:
+        print(f"End-to-end no-op throughput, {jobs} jobs, 2 workers:\n")
+        print("| system | jobs/s | total s |")
+        print("|---|---:|---:|")
+        for row in throughput:
+            print(f"| {row['scenario']} | {row['per_second']:,.0f} | {row['seconds']:.2f} |")
+        if "platform" in results and "celery" in results:
+            ratio = results["platform"]["per_second"] / results["celery"]["per_second"]
+            print(f"\nplatform / Celery: {ratio:.1f}x")
+    if "enqueue" in results:
+        e = results["enqueue"]
+        print("\nEnqueue rate (no workers running):\n")
+        print("| call | jobs/s |")
+        print("|---|---:|")
+        print(f"| platform `enqueue` (one job, one transaction) | {e['platform_single']:,} |")
+        print(f"| platform `enqueue_many` (COPY) | {e['platform_bulk']:,} |")
+        print(f"| django-q2 `async_task` (shared broker) | {e['q2_single']:,} |")
+        print(f"| Celery `delay` | {e['celery_single']:,} |")
+    if "pickup" in results:
+        p = results["pickup"]
         print(
-            f"| {row['scenario']} | {row['per_second']:,.0f} | {row['seconds']:.2f} "
-            f"| {row['enqueue_per_second']:,.0f} |"
+            f"\nIdle pickup latency (enqueue -> handler start, {p['samples']} jobs): "
+            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms"
         )
-    if lateness:
+    if "schedule-lateness" in results:
+        lat = results["schedule-lateness"]
         print(
-            f"\nSchedule fire lateness (one runscheduler, {lateness['firings']} firings of 10 "
-            f"interval schedules): p50 {lateness['p50_ms']} ms, p99 {lateness['p99_ms']} ms, "
-            f"max {lateness['max_ms']} ms"
+            f"\nSchedule fire lateness ({lat['firings']} firings): p50 {lat['p50_ms']} ms, "
+            f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms"
+        )
+    if "rss" in results:
+        r = results["rss"]
+        print(
+            f"\nWorker RSS (runworker + its processes): {r['rss_1k_mb']} MB after 1,000 jobs, "
+            f"{r['rss_all_mb']} MB after {r['jobs']:,} ({r['growth_pct']:+.1f} %)"
         )
 
 
