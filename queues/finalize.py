@@ -122,13 +122,12 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
         )
         # A job deleted meanwhile gets no attempt row; a stall sweep may already have
         # written this attempt's row: keep the first.
-        JobAttempt.objects.bulk_create(
+        _write_attempts(
             [
                 _attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id))
                 for o in outcomes
                 if o.counted and (o.job.id in applied or o.job.id in now_status)
-            ],
-            ignore_conflicts=True,
+            ]
         )
         # A job cancelled while it ran is no longer held by this worker once it stopped.
         stopped = [i for i, st in now_status.items() if st == JobStatus.CANCELLED]
@@ -144,6 +143,38 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
         if parents:
             ring_on_commit(resolve_dependants(parents))
     return set(applied)
+
+
+_ATTEMPT_COLUMNS = (
+    "job_id",
+    "number",
+    "worker",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outcome",
+    "error",
+    "traceback",
+)
+
+
+def _write_attempts(rows: list[JobAttempt]) -> None:
+    """Attempt rows by COPY (Postgres), the batch's largest write. A row a stall sweep
+    already wrote for the same attempt makes COPY fail: then insert skipping those."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                sql = f"COPY queues_jobattempt ({', '.join(_ATTEMPT_COLUMNS)}) FROM STDIN"
+                # The raw psycopg cursor: have its errors raised as Django's.
+                with connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row([getattr(row, column) for column in _ATTEMPT_COLUMNS])
+            return
+        except IntegrityError:
+            pass
+    JobAttempt.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def _update_postgres(outcomes: list[Outcome]) -> dict:

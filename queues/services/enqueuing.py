@@ -478,7 +478,7 @@ def _copy(jobs: list[Job]) -> None:
             cursor.execute(_INSERT_SQL, _row(jobs[0], now))
         else:
             sql = f"COPY queues_job ({', '.join(COPY_COLUMNS)}) FROM STDIN"
-            with cursor.cursor.copy(sql) as copy:
+            with connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
                 for job in jobs:
                     copy.write_row(_row(job, now))
     for job in jobs:

@@ -98,3 +98,19 @@ def test_a_full_concurrency_cap_does_not_hold_the_worker():
     started = time.monotonic()
     assert drain("default") == 0
     assert time.monotonic() - started < 1.0
+
+
+def test_a_late_outcome_after_a_stall_sweep_keeps_the_stalled_attempt_row():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queues.recovery import recover_stalled
+
+    job = enqueue("platform.echo", {})
+    claimed = claim_one(job)
+    recover_stalled(now=timezone.now() + timedelta(minutes=5))  # the lock "expired"
+    assert finalize([outcome_of(claimed)], worker="host:1") == set()
+    job.refresh_from_db()
+    assert job.status == JobStatus.WAITING
+    assert list(job.attempts.values_list("number", "outcome")) == [(1, "stalled")]
