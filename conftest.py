@@ -59,6 +59,7 @@ def _clean_platform_state(request):
     from queues import doorbell, metrics, runner
     from queues.services import enqueuing as enqueue_service
 
+    doorbell.flush()  # a ring still on its way from the previous test goes out first
     doorbell.redis_client().flushdb()
     enqueue_service._queue_cache.clear()
     runner._seconds_per_job.clear()

@@ -13,9 +13,11 @@ from the ``Worker`` table and messages go through django-q2's ORM broker.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -145,6 +147,62 @@ def ring_quietly(queue_names: Iterable[str]) -> None:
         ring(queue_names)
     except Exception:
         logger.warning("could not ring the doorbell for %s", list(queue_names), exc_info=True)
+
+
+class _Ringer:
+    """Rings from a background thread, so a request that enqueues does not wait for Redis,
+    and many rings close together become one Lua call. ``flush`` rings at once (tests,
+    process exit)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ringing = threading.Lock()  # flush waits for a ring in flight
+        self._pending: set[str] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._pending.update(names)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # First use, or in a forked child: threads do not survive a fork.
+                self._pid = os.getpid()
+                self._wake = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, name="jobplatform-ringer", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        with self._ringing:
+            with self._lock:
+                names, self._pending = self._pending, set()
+            if names:
+                ring_quietly(names)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+
+
+_ringer = _Ringer()
+atexit.register(_ringer.flush)
+
+
+def ring_soon(queue_names: Iterable[str]) -> None:
+    """Ring from the background thread (enqueue's after-commit path)."""
+    names = list(queue_names)
+    if names:
+        _ringer.add(names)
+
+
+def flush() -> None:
+    """Ring whatever ``ring_soon`` still holds, now."""
+    _ringer.flush()
 
 
 def _ring_through_orm(names: list[str], ttl: int) -> int:

@@ -80,7 +80,7 @@ def get_queue(name: str) -> Queue:
 def ring_on_commit(queue_names: Iterable[str]) -> None:
     names = sorted(set(queue_names))
     if names:
-        transaction.on_commit(partial(doorbell.ring_quietly, names))
+        transaction.on_commit(partial(doorbell.ring_soon, names))
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -14,6 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def pending_messages(list_key: str = "jobplatform.all") -> int:
+    from queues.doorbell import flush
+
+    flush()  # rings go out from a background thread; settle them first
     return redis_client().llen(f"django_q:{list_key}:q")
 
 
