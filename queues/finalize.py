@@ -14,6 +14,8 @@ from datetime import datetime
 from functools import partial
 
 from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 
 from queues import events
 from queues.claim import ClaimedJob
@@ -174,7 +176,24 @@ def _write_attempts(rows: list[JobAttempt]) -> None:
             return
         except IntegrityError:
             pass
-    JobAttempt.objects.bulk_create(rows, ignore_conflicts=True)
+    existing = set(
+        JobAttempt.objects.filter(
+            job_id__in=[r.job_id for r in rows], number__in=[r.number for r in rows]
+        ).values_list("job_id", "number")
+    )
+    JobAttempt.objects.bulk_create(
+        [r for r in rows if (r.job_id, r.number) not in existing], ignore_conflicts=True
+    )
+    # The attempt was already recorded (a stall sweep gave up on its worker): keep that
+    # row, and say on it what the late worker reported, so the history shows both.
+    for row in rows:
+        if (row.job_id, row.number) in existing:
+            late = f"late report from {row.worker}, discarded: {row.outcome}"
+            if row.error:
+                late += f" ({row.error[:500]})"
+            JobAttempt.objects.filter(job_id=row.job_id, number=row.number).update(
+                error=Concat(F("error"), Value(f"\n{late}"))
+            )
 
 
 def _update_postgres(outcomes: list[Outcome]) -> dict:

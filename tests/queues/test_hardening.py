@@ -114,3 +114,4 @@ def test_a_late_outcome_after_a_stall_sweep_keeps_the_stalled_attempt_row():
     job.refresh_from_db()
     assert job.status == JobStatus.WAITING
     assert list(job.attempts.values_list("number", "outcome")) == [(1, "stalled")]
+    assert "late report from host:1, discarded" in job.attempts.get().error
