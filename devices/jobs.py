@@ -48,7 +48,7 @@ from devices.models import (
 )
 from devices.providers import DeviceProvider, ProviderError, get_provider
 from queues import PermanentError, Priority, job
-from queues.runtime import JobCancelled
+from queues.exceptions import JobCancelled
 
 QUEUE = services.QUEUE
 

@@ -39,3 +39,16 @@ class PermanentError(Exception):
 
 class UnknownDependency(EnqueueError, LookupError):
     pass
+
+
+class JobInterrupt(BaseException):
+    """Raised inside a handler to stop it. A BaseException, so that ``except Exception``
+    in handler code does not swallow it."""
+
+
+class JobTimeout(JobInterrupt):
+    pass
+
+
+class JobCancelled(JobInterrupt):
+    pass

@@ -22,6 +22,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from queues import doorbell, events
+from queues.hooks import register_tick_hook, tick_hooks  # noqa: F401
 from queues.metrics import refresh_snapshots
 from queues.models import Job, JobStatus, Queue, SchedulerHeartbeat
 from queues.recovery import recover_stalled
@@ -62,17 +63,6 @@ def enqueue_retention() -> None:
     from queues.services import enqueue
 
     enqueue("platform.apply-retention", {}, unique_key=RETENTION_KEY)
-
-
-# Other apps add work to each tick (scheduling fires due schedules) without queues
-# importing them. A hook takes no arguments and may return the seconds until it next has
-# something to do, so the loop can wake up on time instead of at the next tick.
-_tick_hooks: list[Callable[[], float | None]] = []
-
-
-def register_tick_hook(hook: Callable[[], float | None]) -> None:
-    if hook not in _tick_hooks:
-        _tick_hooks.append(hook)
 
 
 class Maintenance:
@@ -122,7 +112,7 @@ class Maintenance:
             self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
             self._step(refresh_snapshots)
         hints = []
-        for hook in _tick_hooks:
+        for hook in tick_hooks:
             try:
                 hint = hook()
             except Exception:

@@ -31,6 +31,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from queues.exceptions import JobCancelled, JobInterrupt, JobTimeout  # noqa: F401
+
 logger = logging.getLogger("queues.runtime")
 
 # Set by runworker (queues.supervisor) before the cluster forks.
@@ -38,19 +40,6 @@ shared_stopping = None  # multiprocessing.Event: stop taking jobs
 shared_activity = None  # multiprocessing.Value("d"): last sign of life (time.time())
 
 KEEPER_TICK = 0.5
-
-
-class JobInterrupt(BaseException):
-    """Raised inside a handler to stop it. A BaseException, so that ``except Exception``
-    in handler code does not swallow it."""
-
-
-class JobTimeout(JobInterrupt):
-    pass
-
-
-class JobCancelled(JobInterrupt):
-    pass
 
 
 @dataclass

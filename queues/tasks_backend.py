@@ -64,10 +64,9 @@ from django_tasks.signals import task_enqueued, task_finished, task_started
 from django_tasks.utils import get_exception_traceback, get_module_path, normalize_json
 from typing_extensions import ParamSpec
 
-from queues.exceptions import EnqueueError, PermanentError
+from queues.exceptions import EnqueueError, JobCancelled, JobTimeout, PermanentError
 from queues.priority import Priority
 from queues.registry import job
-from queues.runtime import JobCancelled, JobTimeout
 
 T = TypeVar("T")
 P = ParamSpec("P")

@@ -7,7 +7,7 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from queues.maintenance import register_tick_hook
+        from queues.hooks import register_tick_hook
         from scheduling.services import scheduler_tick
 
         # runscheduler's loop fires due schedules on every tick.

@@ -118,3 +118,34 @@ def test_enqueue_command_errors(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("enqueue", *args)
     assert Job.objects.count() == 0
+
+
+WORKER_SIDE = [
+    "queues.runner",
+    "queues.runtime",
+    "queues.supervisor",
+    "queues.maintenance",
+    "queues.recovery",
+    "queues.claim",
+    "queues.finalize",
+    "django_q.cluster",
+    "django_q.worker",
+]
+
+
+def test_a_web_only_process_imports_no_worker_code():
+    """Producer/consumer separation: serving the admin and the API (and enqueueing) loads
+    none of the worker or scheduler modules."""
+    code = (
+        "import os, sys\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'jobplatform.settings')\n"
+        "from django.core.wsgi import get_wsgi_application\n"
+        "app = get_wsgi_application()\n"
+        "import jobplatform.urls\n"
+        "from django.urls import get_resolver\n"
+        "get_resolver().url_patterns\n"
+        f"print([m for m in {WORKER_SIDE!r} if m in sys.modules])\n"
+    )
+    result = run_python(code, DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
