@@ -340,7 +340,7 @@ def test_a_cancelled_task_is_failed_with_job_cancelled():
     found = tasks.add.get_result(result.id)
     assert found.status == TaskResultStatus.FAILED
     (error,) = found.errors
-    assert error.exception_class_path == "queues.runtime.JobCancelled"
+    assert error.exception_class_path == "queues.exceptions.JobCancelled"
     assert found.finished_at is not None
 
 
