@@ -157,7 +157,7 @@ def test_health_reports_a_frozen_cluster(client, processes, settings):
         body = client.get("/healthz").json()
         return "frozen cluster" in str(body["checks"]["workers"]) and body
 
-    body = wait_for(frozen, timeout=30, interval=0.5, message="/healthz to see the freeze")
+    body = wait_for(frozen, timeout=60, interval=0.5, message="/healthz to see the freeze")
     assert body["status"] == "unhealthy"
     assert client.get("/healthz").status_code == 503
 
