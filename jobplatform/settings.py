@@ -285,7 +285,10 @@ Q_CLUSTER = {
     "guard_cycle": 0.5,
     "daemonize_workers": True,
 }
-if REDIS_URL:
+if REDIS_URL and REDIS_URL.split("://", 1)[0].endswith("+sentinel"):
+    # django-q2 cannot open a Sentinel URL; its broker then uses the platform's client.
+    Q_CLUSTER["broker_class"] = "queues.broker.PlatformRedisBroker"
+elif REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"

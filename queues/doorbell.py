@@ -75,9 +75,9 @@ def redis_enabled() -> bool:
 
 @cache
 def _redis_for(url: str):
-    import redis
+    from queues.redis_conn import client_for
 
-    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    return client_for(url)
 
 
 def redis_client():

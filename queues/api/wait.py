@@ -86,9 +86,9 @@ async def job_wait(request, pk):
     if final or timeout == 0:
         return JsonResponse(state, status=200 if final else 408)
 
-    import redis.asyncio as aioredis
+    from queues.redis_conn import async_client_for
 
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    client = async_client_for(settings.REDIS_URL)
     pubsub = client.pubsub()
     deadline = time.monotonic() + timeout
     try:
