@@ -126,6 +126,14 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Behind a transaction-mode pooler (PgBouncer pool_mode=transaction) a session does not
+# outlive a transaction: no server-side cursors, no prepared statements.
+DB_POOLER = os.environ.get("DB_POOLER", "").strip().lower()
+if DB_POOLER not in ("", "session", "transaction"):
+    raise ImproperlyConfigured(f"DB_POOLER={DB_POOLER!r}: use 'transaction' or 'session'.")
+if DB_POOLER == "transaction" and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
     # Several worker processes share the file: wait for the write lock instead of failing,
