@@ -125,6 +125,9 @@ def setup_django() -> None:
         REDIS_URL=REDIS_URL,
         SECRET_KEY=os.environ.get("SECRET_KEY", "bench-admin-secret-key"),
         DEBUG="0",
+        SECURE_SSL_REDIRECT="0",  # plain HTTP on localhost
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
         ALLOWED_HOSTS="testserver,localhost",
         DJANGO_SETTINGS_MODULE="jobplatform.settings",
     )

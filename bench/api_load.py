@@ -65,6 +65,9 @@ def main() -> None:
         REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
         SECRET_KEY="bench-secret-key",
         DEBUG="0",
+        SECURE_SSL_REDIRECT="0",  # plain HTTP on localhost
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
         ALLOWED_HOSTS="127.0.0.1",
         DB_CONN_MAX_AGE="600",
         LOG_LEVEL="WARNING",

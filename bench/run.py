@@ -67,6 +67,9 @@ def main() -> None:
         BENCH_REDIS_URL=redis_url,
         SECRET_KEY=env.get("SECRET_KEY", "bench-secret-key"),
         DEBUG="0",
+        SECURE_SSL_REDIRECT="0",  # plain HTTP on localhost
+        SESSION_COOKIE_SECURE="0",
+        CSRF_COOKIE_SECURE="0",
         DB_CONN_MAX_AGE="600",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),

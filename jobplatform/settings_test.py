@@ -14,3 +14,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 JOBPLATFORM["EXTRA_JOB_MODULES"] = ["tests.queues.handlers"]  # noqa: F405
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
