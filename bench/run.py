@@ -27,6 +27,7 @@ SCENARIOS = [
     "pickup",
     "schedule-lateness",
     "rss",
+    "scaling",
 ]
 
 
@@ -134,6 +135,19 @@ def report(results: dict, jobs: int) -> None:
             f"\nSchedule fire lateness ({lat['firings']} firings): p50 {lat['p50_ms']} ms, "
             f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms"
         )
+    if "scaling" in results:
+        print(
+            f"\nScaling, {results['scaling']['jobs']} jobs, 2 worker processes per runworker "
+            "(share of the machine's CPU during the timed run):\n"
+        )
+        print("| runworkers | jobs/s | machine busy | Postgres | Redis | Python |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for row in results["scaling"]["rows"]:
+            cpu = row["cpu_pct"]
+            print(
+                f"| {row['runworkers']} | {row['per_second']:,.0f} | {cpu['busy']} % | "
+                f"{cpu['postgres']} % | {cpu['redis']} % | {cpu['python']} % |"
+            )
     if "rss" in results:
         r = results["rss"]
         print(

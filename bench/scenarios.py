@@ -62,17 +62,54 @@ def result(name: str, jobs: int, t0: float, t_enqueued: float, t1: float) -> dic
     }
 
 
-def run_platform(jobs: int) -> dict:
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by Postgres, Redis and the Python processes, and the whole
+    machine's busy time (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups = {"postgres": 0.0, "redis": 0.0, "python": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        for group in groups:
+            if name.startswith(group) or (group == "redis" and name.startswith("redis-server")):
+                groups[group] += used
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    groups["busy"] = (sum(map(int, cpu)) - int(cpu[3]) - int(cpu[4])) / tick
+    return groups
+
+
+def run_scaling(jobs: int) -> dict:
+    """Throughput with 1, 2 and 4 runworker processes (2 worker processes each), and how
+    the 2 cores were used during the timed window."""
+    rows = []
+    for count in (1, 2, 4):
+        result = run_platform(jobs, runworkers=count)
+        rows.append({"runworkers": count, **result})
+    return {"scenario": "scaling", "jobs": jobs, "rows": rows}
+
+
+def run_platform(jobs: int, runworkers: int = 1) -> dict:
     _platform_setup()
     from queues import enqueue, enqueue_many
     from queues.models import Job, JobAttempt, JobStatus, Worker
 
-    worker = start([sys.executable, "manage.py", "runworker", "--workers", "2"], os.environ.copy())
+    workers = [
+        start([sys.executable, "manage.py", "runworker", "--workers", "2"], os.environ.copy())
+        for _ in range(runworkers)
+    ]
     try:
-        wait_for(Worker.objects.exists, 60, "the worker to register")
+        wait_for(lambda: Worker.objects.count() == runworkers, 60, "the workers to register")
         warm = enqueue("platform.echo", {})
         wait_for(lambda: Job.objects.filter(pk=warm.pk, status="completed").exists(), 60, "warm-up")
         done = Job.objects.filter(status=JobStatus.COMPLETED)
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         for start_at in range(0, jobs, 1000):
             enqueue_many(
@@ -84,10 +121,14 @@ def run_platform(jobs: int) -> dict:
         t_enqueued = time.perf_counter()
         wait_for(lambda: done.count() >= jobs + 1, 600, "all jobs")
         t1 = time.perf_counter()
+        cpu1 = _cpu_seconds()
         assert JobAttempt.objects.count() == jobs + 1
-        return result("platform", jobs, t0, t_enqueued, t1)
+        window = (t1 - t0) * (os.cpu_count() or 1)
+        share = {k: round((cpu1[k] - cpu0[k]) * 100 / window) for k in cpu1}
+        return {**result("platform", jobs, t0, t_enqueued, t1), "cpu_pct": share}
     finally:
-        stop(worker)
+        for worker in workers:
+            stop(worker)
 
 
 def _counter():
@@ -377,6 +418,7 @@ def main() -> None:
             "enqueue",
             "pickup",
             "rss",
+            "scaling",
         ],
     )
     parser.add_argument("--jobs", type=int, default=5000)
@@ -393,6 +435,8 @@ def main() -> None:
         out = run_enqueue(args.jobs)
     elif args.scenario == "pickup":
         out = run_pickup(200)
+    elif args.scenario == "scaling":
+        out = run_scaling(args.jobs)
     elif args.scenario == "rss":
         out = run_rss(max(args.jobs, 100_000))
     else:
