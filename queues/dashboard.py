@@ -67,6 +67,11 @@ def dashboard_data(now: datetime | None = None) -> dict:
     ):
         hours[hour] = [completed, failed]
 
+    ttl = timedelta(seconds=cfg["WORKER_TTL"])
+    live = list(
+        Worker.objects.filter(last_heartbeat__gte=now - ttl).values_list("queues", flat=True)
+    )
+    served = {name for queues_ in live for name in queues_}
     queues, refreshed = [], []
     for queue in Queue.objects.select_related("snapshot").order_by("name"):
         snapshot = getattr(queue, "snapshot", None)
@@ -90,6 +95,8 @@ def dashboard_data(now: datetime | None = None) -> dict:
             alerts.append(f"average > {cfg['ALERT_AVG_SECONDS']:g} s")
         if latency > cfg["ALERT_LATENCY_SECONDS"]:
             alerts.append(f"latency > {cfg['ALERT_LATENCY_SECONDS']:g} s")
+        if waiting and not queue.paused and "*" not in served and queue.name not in served:
+            alerts.append("no live worker")
         queues.append(
             {
                 "name": queue.name,
@@ -115,7 +122,6 @@ def dashboard_data(now: datetime | None = None) -> dict:
         [(hour0 - timedelta(hours=i)).isoformat(), *hours[hour0 - timedelta(hours=i)]]
         for i in range(23, -1, -1)
     ]
-    ttl = timedelta(seconds=cfg["WORKER_TTL"])
     workers = [
         {
             "id": w.id,

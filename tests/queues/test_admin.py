@@ -184,3 +184,27 @@ def test_operator_group_sees_everything_and_changes_nothing(client):
         .count()
         == 0
     )
+
+
+def test_the_dashboard_flags_a_queue_with_waiting_jobs_and_no_live_worker(admin_client):
+    from django.utils import timezone
+
+    from queues.models import Worker
+
+    enqueue("platform.echo", {}, queue="sms")
+    enqueue("platform.echo", {}, queue="email")
+    refresh_snapshots()
+    now = timezone.now()
+    Worker.objects.create(
+        id="h:1",
+        hostname="h",
+        pid=1,
+        queues=["email"],
+        list_key="x",
+        started_at=now,
+        last_heartbeat=now,
+    )
+    data = admin_client.get("/admin/queues/dashboard/data/").json()
+    alerts = {q["name"]: q["alerts"] for q in data["queues"]}
+    assert "no live worker" in alerts["sms"]
+    assert "no live worker" not in alerts["email"]
