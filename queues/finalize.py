@@ -268,29 +268,40 @@ def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None)
 
 def _signal_outcomes(outcomes: list[Outcome]) -> None:
     from queues import signals
+    from queues.models import Queue
 
-    if signals.job_completed.has_listeners():
+    completed = signals.job_completed.has_listeners()
+    failed = signals.job_failed.has_listeners()
+    if not (completed or failed):
+        return
+    # One query for the batch's queue names, not one per outcome.
+    names = dict(
+        Queue.objects.filter(pk__in={o.job.queue_id for o in outcomes}).values_list("pk", "name")
+    )
+
+    def about(o: Outcome) -> dict:
+        return {
+            "job_id": o.job.id,
+            "queue": names.get(o.job.queue_id),
+            "name": o.job.name,
+            "attempt": o.job.attempt,
+        }
+
+    if completed:
         signals.send_on_commit(
             signals.job_completed,
             [
-                {**_about(o), "result": json.loads(o.result_json) if o.result_json else None}
+                {**about(o), "result": json.loads(o.result_json) if o.result_json else None}
                 for o in outcomes
                 if o.status == JobStatus.COMPLETED
             ],
         )
-    if signals.job_failed.has_listeners():
+    if failed:
         signals.send_on_commit(
             signals.job_failed,
             [
-                {**_about(o), "error": o.error, "final": o.status == JobStatus.FAILED}
+                {**about(o), "error": o.error, "final": o.status == JobStatus.FAILED}
                 for o in outcomes
                 if o.status != JobStatus.COMPLETED and o.counted
             ],
         )
-
-
-def _about(o: Outcome) -> dict:
-    from queues.models import Queue
-
-    queue = Queue.objects.filter(pk=o.job.queue_id).values_list("name", flat=True).first()
-    return {"job_id": o.job.id, "queue": queue, "name": o.job.name, "attempt": o.job.attempt}
