@@ -2,6 +2,7 @@
 jobs, retries and a streamed export all work with DB_POOLER=transaction."""
 
 import csv
+import os
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +25,10 @@ def pgbouncer():
     tmp_path = Path(tempfile.mkdtemp(prefix="jp-pgbouncer-"))
     binary = shutil.which("pgbouncer")
     if binary is None:
-        pytest.fail("pgbouncer is not installed (.ci/run installs it)")
+        message = "pgbouncer is not installed (./dev test installs it when run as root)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     port = free_port()
     db = connection.settings_dict
     config = tmp_path / "pgbouncer.ini"
