@@ -273,12 +273,14 @@ def private_redis(settings):
         procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
         wait_for(lambda: _pings(client), timeout=10, message="redis to start")
 
-    start()
-    settings.REDIS_URL = url
-    yield url, client, start, procs
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+    try:  # every server started goes away, even when one fails to come up
+        start()
+        settings.REDIS_URL = url
+        yield url, client, start, procs
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def _pings(client) -> bool:

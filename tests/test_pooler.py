@@ -66,11 +66,13 @@ def pgbouncer():
         except psycopg.OperationalError:
             return False
 
-    wait_for(up, timeout=20, message="PgBouncer")
-    yield f"postgres://{db['USER']}@127.0.0.1:{port}/{db['NAME']}"
-    proc.terminate()
-    proc.wait(timeout=10)
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    try:  # PgBouncer goes away even when it fails to come up
+        wait_for(up, timeout=20, message="PgBouncer")
+        yield f"postgres://{db['USER']}@127.0.0.1:{port}/{db['NAME']}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_workers_run_through_a_transaction_pooler(processes, pgbouncer, settings, tmp_path):

@@ -59,12 +59,14 @@ def sentinel(tmp_path):
         except redis.ConnectionError:
             return False
 
-    wait_for(knows_master, timeout=20, message="Sentinel to watch the master")
-    yield f"redis+sentinel://127.0.0.1:{sentinel_port}/jp/0", redis_port
-    watcher.close()
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+    try:  # the servers go away even when they fail to come up
+        wait_for(knows_master, timeout=20, message="Sentinel to watch the master")
+        yield f"redis+sentinel://127.0.0.1:{sentinel_port}/jp/0", redis_port
+    finally:
+        watcher.close()
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.subprocess
