@@ -77,9 +77,8 @@ def dashboard_data(now: datetime | None = None) -> dict:
         snapshot = getattr(queue, "snapshot", None)
         if snapshot:
             refreshed.append(snapshot.refreshed_at)
-        counts = snapshot.counts if snapshot else {}
-        oldest = snapshot.oldest_waiting_at if snapshot else None
-        latency = (now - oldest).total_seconds() if oldest else 0.0
+        counts = queue.snapshot_counts()
+        latency = queue.latency_seconds(now)
         agg = per_queue[queue.pk]
         finished = agg["completed"] + agg["failed"]
         tries = finished + agg["retried"]

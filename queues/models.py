@@ -60,6 +60,19 @@ class Queue(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # What page views show of a queue comes from its snapshot (refreshed by the
+    # maintenance loop), never from counting jobs; select_related("snapshot") first.
+    def snapshot_counts(self) -> dict[str, int]:
+        snapshot = getattr(self, "snapshot", None)
+        counts = snapshot.counts if snapshot else {}
+        return {status.value: counts.get(status.value, 0) for status in JobStatus}
+
+    def latency_seconds(self, now) -> float:
+        """Age of the queue's oldest waiting job (0 when none waits)."""
+        snapshot = getattr(self, "snapshot", None)
+        oldest = snapshot.oldest_waiting_at if snapshot else None
+        return (now - oldest).total_seconds() if oldest else 0.0
+
 
 class JobStatus(models.TextChoices):
     WAITING = "waiting", "Waiting"

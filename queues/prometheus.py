@@ -64,11 +64,9 @@ class LedgerCollector:
             f"{PREFIX}_queue_paused", "1 if the queue is paused.", labels=["queue"]
         )
         for queue in Queue.objects.select_related("snapshot").order_by("name"):
-            snapshot = getattr(queue, "snapshot", None)
-            for status, count in (snapshot.counts if snapshot else {}).items():
+            for status, count in queue.snapshot_counts().items():
                 depth.add_metric([queue.name, status], count)
-            oldest = snapshot.oldest_waiting_at if snapshot else None
-            latency.add_metric([queue.name], (now - oldest).total_seconds() if oldest else 0.0)
+            latency.add_metric([queue.name], queue.latency_seconds(now))
             paused.add_metric([queue.name], 1 if queue.paused else 0)
         yield depth
         yield latency

@@ -101,11 +101,8 @@ class QueueAdmin(admin.ModelAdmin):
 
     @admin.display(description="latency")
     def latency(self, q):
-        snapshot = getattr(q, "snapshot", None)
-        if not snapshot or not snapshot.oldest_waiting_at:
-            return "-"
-        seconds = (timezone.now() - snapshot.oldest_waiting_at).total_seconds()
-        return f"{seconds:.0f} s"
+        seconds = q.latency_seconds(timezone.now())
+        return f"{seconds:.0f} s" if seconds else "-"
 
     @admin.display(description="rate limit")
     def rate_limit(self, q):

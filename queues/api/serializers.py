@@ -164,42 +164,36 @@ class CountOut(serializers.Serializer):
     count = serializers.IntegerField()
 
 
+# A queue's defaults, limits and retention: shown by QueueOut, changed by QueuePatchIn.
+QUEUE_SETTINGS = [
+    "default_priority",
+    "default_attempts",
+    "default_backoff",
+    "default_timeout",
+    "rate_limit_max",
+    "rate_limit_duration_ms",
+    "concurrency",
+    "lock_duration",
+    "max_stalled",
+    "keep_completed_count",
+    "keep_completed_age",
+    "keep_failed_age",
+]
+
+
 class QueueOut(serializers.ModelSerializer):
     counts = serializers.SerializerMethodField()
     latency_s = serializers.SerializerMethodField()
 
     class Meta:
         model = Queue
-        fields = [
-            "name",
-            "description",
-            "paused",
-            "counts",
-            "latency_s",
-            "default_priority",
-            "default_attempts",
-            "default_backoff",
-            "default_timeout",
-            "rate_limit_max",
-            "rate_limit_duration_ms",
-            "concurrency",
-            "lock_duration",
-            "max_stalled",
-            "keep_completed_count",
-            "keep_completed_age",
-            "keep_failed_age",
-        ]
+        fields = ["name", "description", "paused", "counts", "latency_s", *QUEUE_SETTINGS]
 
     def get_counts(self, queue) -> dict[str, int]:
-        snapshot = getattr(queue, "snapshot", None)
-        counts = snapshot.counts if snapshot else {}
-        return {s.value: counts.get(s.value, 0) for s in JobStatus}
+        return queue.snapshot_counts()
 
     def get_latency_s(self, queue) -> float:
-        snapshot = getattr(queue, "snapshot", None)
-        if not snapshot or not snapshot.oldest_waiting_at:
-            return 0.0
-        return round((self.context["now"] - snapshot.oldest_waiting_at).total_seconds(), 1)
+        return round(queue.latency_seconds(self.context["now"]), 1)
 
 
 class QueuePatchIn(serializers.ModelSerializer):
@@ -207,21 +201,7 @@ class QueuePatchIn(serializers.ModelSerializer):
 
     class Meta:
         model = Queue
-        fields = [
-            "description",
-            "default_priority",
-            "default_attempts",
-            "default_backoff",
-            "default_timeout",
-            "rate_limit_max",
-            "rate_limit_duration_ms",
-            "concurrency",
-            "lock_duration",
-            "max_stalled",
-            "keep_completed_count",
-            "keep_completed_age",
-            "keep_failed_age",
-        ]
+        fields = ["description", *QUEUE_SETTINGS]
         extra_kwargs = {
             "default_priority": {"min_value": MIN_PRIORITY, "max_value": MAX_PRIORITY},
             "default_attempts": {"min_value": 1, "max_value": 1000},
