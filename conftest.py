@@ -56,12 +56,12 @@ def pytest_sessionstart(session):
 def _clean_platform_state(request):
     """Every test starts with an empty test Redis database, fresh in-process caches and,
     when it uses the database, the queues that the data migration creates."""
-    from queues import doorbell, metrics, runner
-    from queues.services import enqueuing as enqueue_service
+    from queues import doorbell, metrics, selectors
+    from queues.engine import runner
 
     doorbell.flush()  # a ring still on its way from the previous test goes out first
     doorbell.redis_client().flushdb()
-    enqueue_service._queue_cache.clear()
+    selectors._queue_cache.clear()
     runner._seconds_per_job.clear()
     metrics._pending.clear()
     metrics._pending_handlers.clear()

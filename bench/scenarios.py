@@ -354,7 +354,7 @@ def run_pickup(samples: int) -> dict:
 
 
 def _rss_kb(pid: int) -> int:
-    from queues.supervisor import descendants
+    from queues.engine.supervisor import descendants
 
     total = 0
     for p in [pid, *descendants(pid)]:

@@ -6,8 +6,7 @@
 
 from typing import Any
 
-from queues.exceptions import PermanentError
-from queues.limits import RateLimited
+from queues.exceptions import PermanentError, RateLimited
 from queues.priority import Priority
 from queues.registry import job
 

@@ -20,15 +20,16 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+
+from queues.selectors import ALL_QUEUES, live_workers, serves
 
 logger = logging.getLogger("queues.doorbell")
 
-ALL_QUEUES = "*"
 KEY_PREFIX = "jobplatform"
 # A pending bell expires by itself: a worker killed between popping the message and
 # clearing the bell must not silence the queue for longer than this.
@@ -114,7 +115,7 @@ def _package(queue_name: str) -> str:
         {
             "id": uuid.uuid4().hex,
             "name": f"drain:{queue_name}",
-            "func": "queues.runner.drain",
+            "func": "queues.engine.runner.drain",
             "args": (queue_name,),
             "kwargs": {},
             "started": timezone.now(),
@@ -137,7 +138,7 @@ def ring(queue_names: Iterable[str]) -> int:
         for name in names:
             args += [name, _package(name)]
         return int(ring_script(args=args))
-    return _ring_through_orm(names, ttl)
+    return _ring_through_orm(names)
 
 
 def ring_quietly(queue_names: Iterable[str]) -> None:
@@ -200,22 +201,26 @@ def ring_soon(queue_names: Iterable[str]) -> None:
         _ringer.add(names)
 
 
+def ring_on_commit(queue_names: Iterable[str]) -> None:
+    """Ring these queues once the current transaction commits (at once outside one)."""
+    names = sorted(set(queue_names))
+    if names:
+        transaction.on_commit(partial(ring_soon, names))
+
+
 def flush() -> None:
     """Ring whatever ``ring_soon`` still holds, now."""
     _ringer.flush()
 
 
-def _ring_through_orm(names: list[str], ttl: int) -> int:
+def _ring_through_orm(names: list[str]) -> int:
     from django_q.brokers import get_broker
     from django_q.models import OrmQ
 
-    from queues.models import Worker
-
-    alive = Worker.objects.filter(last_heartbeat__gte=timezone.now() - timedelta(seconds=ttl))
-    routes = list(alive.values_list("list_key", "queues"))
+    routes = list(live_workers().values_list("list_key", "queues"))
     pushed = 0
     for name in names:
-        lists = {key for key, served in routes if ALL_QUEUES in served or name in served}
+        lists = {key for key, served in routes if serves(served, name)}
         for list_key in lists:
             # One drain empties the queue: a couple of pending messages per list is plenty.
             if OrmQ.objects.filter(key=list_key).count() >= 2:

@@ -1,5 +1,6 @@
-"""Job status changes, told to whoever listens: long-poll waiters (Redis pub/sub, after
-commit) and webhooks (a delivery job per change, in the same transaction)."""
+"""Job status changes, told to long-poll waiters (Redis pub/sub, after commit), and the
+JSON body that describes a job to waiters, webhooks and the API. A leaf: it writes
+nothing. ``services.notify`` decides who is told."""
 
 from __future__ import annotations
 
@@ -22,32 +23,11 @@ def channel(job_id: UUID | str) -> str:
     return CHANNEL.format(job_id)
 
 
-def status_changed(ids: Iterable[UUID], *, webhook_ids: Iterable[UUID] | None = None) -> None:
-    """Call inside the transaction that changed the jobs' status. ``webhook_ids``: the
-    subset known to have a webhook (skips a query); None means look it up."""
+def publish_on_commit(ids: Iterable[UUID]) -> None:
+    """Tell long-poll waiters that these jobs changed, once the transaction commits."""
     ids = list(ids)
-    if not ids:
-        return
-    transaction.on_commit(partial(_publish, ids))
-    if webhook_ids is None:
-        targets = list(
-            Job.objects.filter(id__in=ids).exclude(webhook_url="").select_related("queue")
-        )
-    else:
-        wanted = list(webhook_ids)
-        targets = list(Job.objects.filter(id__in=wanted).select_related("queue")) if wanted else []
-    if targets:
-        from queues.services.enqueuing import enqueue_many
-
-        enqueue_many(
-            [
-                {
-                    "name": "platform.webhook",
-                    "payload": {"url": j.webhook_url, "event": job_event(j)},
-                }
-                for j in targets
-            ]
-        )
+    if ids:
+        transaction.on_commit(partial(_publish, ids))
 
 
 def job_event(job: Job) -> dict:

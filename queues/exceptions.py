@@ -52,3 +52,13 @@ class JobTimeout(JobInterrupt):
 
 class JobCancelled(JobInterrupt):
     pass
+
+
+class RateLimited(Exception):  # noqa: N818  (reads as "the job was rate limited")
+    """Raised by ``ctx.rate_limit``: the limit for ``key`` is used up, and the job is
+    retried after ``retry_in`` seconds without using up an attempt."""
+
+    def __init__(self, key: str, retry_in: float):
+        super().__init__(f"rate limit {key!r} exhausted; retry in {retry_in:.3f}s")
+        self.key = key
+        self.retry_in = retry_in

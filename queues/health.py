@@ -11,12 +11,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef
 from django.http import JsonResponse
 from django.utils import timezone
 
 from queues import doorbell
-from queues.models import Job, JobStatus, Queue, SchedulerHeartbeat, Worker
+from queues.models import Job, JobStatus, SchedulerHeartbeat
+from queues.selectors import live_workers, queues_without_worker, runnable_queue_names, serves
 
 SCHEDULER_STALE_SECONDS = 10
 
@@ -44,21 +44,15 @@ def _redis():
 
 def _workers(now):
     cfg = settings.JOBPLATFORM
-    live = list(
-        Worker.objects.filter(
-            last_heartbeat__gte=now - timedelta(seconds=cfg["WORKER_TTL"])
-        ).values_list("id", "queues", "last_activity")
-    )
-    waiting = Job.objects.filter(queue=OuterRef("pk"), status=JobStatus.WAITING)
-    needy = list(
-        Queue.objects.filter(paused=False).filter(Exists(waiting)).values_list("name", flat=True)
-    )
+    live = list(live_workers(now).values_list("id", "queues", "last_activity"))
+    needy = runnable_queue_names()
+    orphaned = set(queues_without_worker(needy, [w[1] for w in live]))
     problems = []
     for name in needy:
-        serving = [w for w in live if doorbell.ALL_QUEUES in w[1] or name in w[1]]
-        if not serving:
+        if name in orphaned:
             problems.append(f"queue {name} has waiting jobs and no live worker")
             continue
+        serving = [w for w in live if serves(w[1], name)]
         frozen_after = now - timedelta(seconds=cfg["FREEZE_SECONDS"])
         if all(w[2] is not None and w[2] < frozen_after for w in serving):
             problems.append(

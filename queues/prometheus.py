@@ -9,7 +9,6 @@ Names follow seed 001 (``bull_jobs_total``, ``bull_job_duration_seconds``,
 from __future__ import annotations
 
 import hmac
-from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -22,7 +21,8 @@ from prometheus_client.core import (
 )
 
 from queues.metrics import DURATION_BINS_MS
-from queues.models import HandlerStats, Queue, SchedulerHeartbeat, Worker
+from queues.models import HandlerStats, Queue, SchedulerHeartbeat
+from queues.selectors import live_workers
 
 PREFIX = "jobplatform"
 
@@ -72,9 +72,8 @@ class LedgerCollector:
         yield latency
         yield paused
 
-        ttl = timedelta(seconds=settings.JOBPLATFORM["WORKER_TTL"])
         up = GaugeMetricFamily(f"{PREFIX}_workers_up", "Live runworker processes.")
-        up.add_metric([], Worker.objects.filter(last_heartbeat__gte=now - ttl).count())
+        up.add_metric([], live_workers(now).count())
         yield up
         last = (
             SchedulerHeartbeat.objects.order_by("-last_tick")

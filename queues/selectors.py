@@ -1,13 +1,102 @@
-"""Reads of queues and jobs."""
+"""Reads of queues, jobs and workers: every read that more than one interface shares."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from uuid import UUID
 
-from django.db.models import Count, Q, QuerySet
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 
-from queues.models import Job, JobStatus, Queue
+from queues.exceptions import JobNotFound, UnknownQueue
+from queues.models import Job, JobStatus, Queue, QueueMinute, Worker
+
+# A worker route that serves every queue (``runworker`` without ``--queues``).
+ALL_QUEUES = "*"
+
+# Queue rows by name, briefly cached: enqueue needs the id and defaults, not a query each time.
+_QUEUE_CACHE_SECONDS = 2.0
+_queue_cache: dict[str, tuple[Queue, float]] = {}
+
+
+def _forget_queue(sender, instance: Queue, **kwargs) -> None:
+    _queue_cache.pop(instance.name, None)
+
+
+post_save.connect(_forget_queue, sender=Queue, dispatch_uid="queues.forget_queue.save")
+post_delete.connect(_forget_queue, sender=Queue, dispatch_uid="queues.forget_queue.delete")
+
+
+def get_queue(name: str) -> Queue:
+    """The queue named ``name`` (cached for a moment); ``UnknownQueue`` lists the others."""
+    cached = _queue_cache.get(name)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    queue = Queue.objects.filter(name=name).first() if isinstance(name, str) else None
+    if queue is None:
+        known = ", ".join(Queue.objects.order_by("name").values_list("name", flat=True))
+        raise UnknownQueue(f"no queue is named {name!r} (queues: {known or 'none'})")
+    _queue_cache[name] = (queue, time.monotonic() + _QUEUE_CACHE_SECONDS)
+    return queue
+
+
+def get_job(job_id: UUID | str) -> Job:
+    """The job with its queue; ``JobNotFound`` for an unknown or malformed id."""
+    try:
+        job = Job.objects.select_related("queue").filter(pk=job_id).first()
+    except (ValueError, TypeError, ValidationError):  # a malformed UUID string
+        job = None
+    if job is None:
+        raise JobNotFound(f"no job has id {job_id!r}")
+    return job
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+def worker_cutoff(now: datetime | None = None) -> datetime:
+    """A worker whose last heartbeat is older than this is gone (``WORKER_TTL``)."""
+    return (now or timezone.now()) - timedelta(seconds=settings.JOBPLATFORM["WORKER_TTL"])
+
+
+def is_live(worker: Worker, now: datetime | None = None) -> bool:
+    return worker.last_heartbeat >= worker_cutoff(now)
+
+
+def live_workers(now: datetime | None = None) -> QuerySet[Worker]:
+    """Workers that sent a heartbeat within ``WORKER_TTL``."""
+    return Worker.objects.filter(last_heartbeat__gte=worker_cutoff(now))
+
+
+def serves(worker_queues: Iterable[str], queue_name: str) -> bool:
+    """Whether a worker advertising ``worker_queues`` runs jobs of ``queue_name``."""
+    worker_queues = list(worker_queues)
+    return ALL_QUEUES in worker_queues or queue_name in worker_queues
+
+
+def runnable_queue_names() -> list[str]:
+    """Unpaused queues with at least one waiting job (one query)."""
+    waiting = Job.objects.filter(queue=OuterRef("pk"), status=JobStatus.WAITING)
+    return list(
+        Queue.objects.filter(paused=False)
+        .filter(Exists(waiting))
+        .order_by("name")
+        .values_list("name", flat=True)
+    )
+
+
+def queues_without_worker(
+    queue_names: Iterable[str], live_worker_queues: Iterable[Iterable[str]]
+) -> list[str]:
+    """Of ``queue_names``, those that no live worker (given by its queue list) serves."""
+    served = [list(q) for q in live_worker_queues]
+    return [name for name in queue_names if not any(serves(q, name) for q in served)]
 
 
 def queue_counts() -> list[dict]:
@@ -103,14 +192,24 @@ def filter_jobs(
     return jobs
 
 
+def bucket_rates(*, completed: int, failed: int, retried: int, ms: int) -> dict:
+    """Rates over summed minute buckets. A try is a finished job or a retried failure:
+    the failure rate is failed-or-retried tries over all tries, the average duration is
+    over all tries, and the success rate is over finished jobs."""
+    finished = completed + failed
+    tries = finished + retried
+    return {
+        "finished": finished,
+        "tries": tries,
+        "success_rate": completed / finished if finished else None,
+        "failure_rate": (failed + retried) / tries if tries else 0.0,
+        "average_ms": ms / tries if tries else None,
+    }
+
+
 def stats(*, window_seconds: int, now: datetime | None = None) -> dict:
-    """Seed 002's metrics over a window, overall and per queue, from the minute buckets:
-    total, completed, failed, success rate, average processing time."""
-    from django.db.models import Sum
-    from django.utils import timezone
-
-    from queues.models import QueueMinute
-
+    """Throughput over a window, overall and per queue, from the minute buckets: total,
+    completed, failed, success rate, average processing time."""
     now = now or timezone.now()
     since = now - timedelta(seconds=window_seconds)
     rows = (
@@ -126,15 +225,15 @@ def stats(*, window_seconds: int, now: datetime | None = None) -> dict:
     )
 
     def summary(completed: int, failed: int, retried: int, ms: int) -> dict:
-        finished = completed + failed
-        tries = finished + retried
+        rates = bucket_rates(completed=completed, failed=failed, retried=retried, ms=ms)
+        success, average = rates["success_rate"], rates["average_ms"]
         return {
-            "total": finished,
+            "total": rates["finished"],
             "completed": completed,
             "failed": failed,
             "retried": retried,
-            "success_rate": round(completed / finished, 4) if finished else None,
-            "average_processing_ms": round(ms / tries, 1) if tries else None,
+            "success_rate": round(success, 4) if success is not None else None,
+            "average_processing_ms": round(average, 1) if average is not None else None,
         }
 
     per_queue = {

@@ -14,8 +14,8 @@ import redis
 from django.db import OperationalError, connection
 
 from queues import cancel_job, enqueue, enqueue_many
+from queues.engine.supervisor import descendants
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue, Worker
-from queues.supervisor import descendants
 from tests.helpers import alive, free_port, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]

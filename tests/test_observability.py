@@ -15,9 +15,9 @@ from django.core.management import call_command
 
 from jobplatform.logs import JobContextFilter, JsonFormatter
 from queues import cancel_job, enqueue, enqueue_many, signals
+from queues.engine.runner import drain
+from queues.engine.supervisor import descendants
 from queues.models import Job, JobStatus, Worker
-from queues.runner import drain
-from queues.supervisor import descendants
 from tests.helpers import ROOT, subprocess_env, wait_for
 from tests.queues import handlers  # noqa: F401
 

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import connection
 
 from queues import enqueue
+from queues.engine.supervisor import descendants
 from queues.models import AttemptOutcome, Job, JobStatus, Queue, Worker
-from queues.supervisor import descendants
 from tests.helpers import ROOT, subprocess_env, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]

@@ -121,13 +121,13 @@ def test_enqueue_command_errors(args, message):
 
 
 WORKER_SIDE = [
-    "queues.runner",
-    "queues.runtime",
-    "queues.supervisor",
-    "queues.maintenance",
-    "queues.recovery",
-    "queues.claim",
-    "queues.finalize",
+    "queues.engine.runner",
+    "queues.engine.runtime",
+    "queues.engine.supervisor",
+    "queues.engine.maintenance",
+    "queues.engine.recovery",
+    "queues.engine.claim",
+    "queues.engine.finalize",
     "django_q.cluster",
     "django_q.worker",
 ]

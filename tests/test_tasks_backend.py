@@ -13,9 +13,9 @@ from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist, Ta
 from django_tasks.signals import task_enqueued, task_finished, task_started
 
 from queues import cancel_job, enqueue
-from queues.maintenance import promote_delayed
+from queues.engine.maintenance import promote_delayed
+from queues.engine.runner import drain
 from queues.models import Job, JobStatus, Queue
-from queues.runner import drain
 from queues.tasks_backend import (  # importing it registers the django_tasks.run handler
     PlatformTaskBackend,
     TaskArgumentsNotJSON,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.shortcuts import render
 from django.utils import timezone
@@ -15,6 +12,7 @@ from queues import services
 from queues.admin.common import CappedPaginator, ReadOnlyMixin, done
 from queues.exceptions import InvalidJobState
 from queues.models import AuditLog, JobAttempt, Queue, Worker
+from queues.selectors import is_live
 from queues.services.queues import CLEANABLE
 
 
@@ -207,8 +205,7 @@ class WorkerAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, worker):
-        ttl = settings.JOBPLATFORM["WORKER_TTL"]
-        stale = worker.last_heartbeat < timezone.now() - timedelta(seconds=ttl)
+        stale = not is_live(worker)
         return format_html(
             '<span class="jp-badge" style="background:{}">{}</span>',
             "#ba2121" if stale else "#2e7d32",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -19,8 +16,7 @@ from queues import audit, services
 from queues.api import serializers as s
 from queues.api.permissions import requires
 from queues.models import Job, Queue, Worker
-from queues.selectors import filter_jobs, stats
-from queues.services.jobs import get_job
+from queues.selectors import filter_jobs, get_job, is_live, stats
 
 
 class JobCursor(CursorPagination):
@@ -257,10 +253,10 @@ class WorkerList(APIView):
 
     @extend_schema(responses=s.WorkerOut(many=True))
     def get(self, request):
-        stale_before = timezone.now() - timedelta(seconds=settings.JOBPLATFORM["WORKER_TTL"])
+        now = timezone.now()
         workers = Worker.objects.order_by("id")
         for worker in workers:
-            worker.stale = worker.last_heartbeat < stale_before
+            worker.stale = not is_live(worker, now)
         return Response(s.WorkerOut(workers, many=True).data)
 
 

@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from queues.events import channel, job_event
 from queues.exceptions import JobNotFound
 from queues.models import FINAL_STATUSES
-from queues.services.jobs import get_job
+from queues.selectors import get_job
 
 MAX_TIMEOUT = 60.0
 # A waiter re-reads the job this often even without a message (a lost publish only delays).

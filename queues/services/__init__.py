@@ -3,8 +3,6 @@
 from queues.services.enqueuing import (
     enqueue,
     enqueue_many,
-    get_queue,
-    ring_on_commit,
     validate_job,
 )
 from queues.services.jobs import (
@@ -33,11 +31,9 @@ __all__ = [
     "empty_queue",
     "enqueue",
     "enqueue_many",
-    "get_queue",
     "pause_queue",
     "resume_queue",
     "retry_job",
     "retry_jobs",
-    "ring_on_commit",
     "validate_job",
 ]

@@ -8,25 +8,16 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from queues import events, signals
-from queues.dependencies import resolve_dependants
-from queues.exceptions import InvalidJobState, JobNotFound
+from queues import doorbell, signals
+from queues.exceptions import InvalidJobState
 from queues.models import FINAL_STATUSES, Job, JobStatus
-from queues.services.enqueuing import ring_on_commit
+from queues.selectors import get_job
+from queues.services.dependencies import resolve_dependants
+from queues.services.notify import job_status_changed
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
 UNSTARTED = (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED)
 CANCELLABLE = (*UNSTARTED, JobStatus.ACTIVE)
-
-
-def get_job(job_id: UUID | str) -> Job:
-    try:
-        job = Job.objects.select_related("queue").filter(pk=job_id).first()
-    except Exception:  # a malformed UUID string
-        job = None
-    if job is None:
-        raise JobNotFound(f"no job has id {job_id!r}")
-    return job
 
 
 def _retry_fields() -> dict:
@@ -77,8 +68,8 @@ def retry_job(job_id: UUID | str) -> Job:
                 f"job {job.pk} is {job.status}; only failed or cancelled jobs can be retried",
                 state=job.status,
             )
-        ring_on_commit([job.queue.name])
-        events.status_changed([job.pk])
+        doorbell.ring_on_commit([job.queue.name])
+        job_status_changed([job.pk])
     job.refresh_from_db()
     return job
 
@@ -92,8 +83,8 @@ def retry_jobs(jobs: QuerySet[Job]) -> int:
             Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
         )
         count = Job.objects.filter(id__in=ids, status__in=RETRYABLE).update(**_retry_fields())
-        ring_on_commit(names)
-        events.status_changed(ids)
+        doorbell.ring_on_commit(names)
+        job_status_changed(ids)
     return count
 
 
@@ -133,8 +124,8 @@ def _cancel(jobs: QuerySet[Job]) -> int:
         status=JobStatus.CANCELLED, finished_at=timezone.now()
     )
     parents = Job.objects.filter(id__in=ids, has_dependants=True).values_list("id", flat=True)
-    ring_on_commit(resolve_dependants(list(parents)))
-    events.status_changed(ids)
+    doorbell.ring_on_commit(resolve_dependants(list(parents)))
+    job_status_changed(ids)
     if signals.job_cancelled.has_listeners():
         rows = Job.objects.filter(id__in=ids).values_list("id", "queue__name", "name")
         signals.send_on_commit(
@@ -153,8 +144,8 @@ def promote_jobs(jobs: QuerySet[Job]) -> int:
         count = Job.objects.filter(id__in=ids, status=JobStatus.DELAYED).update(
             status=JobStatus.WAITING, run_at=timezone.now()
         )
-        ring_on_commit(names)
-        events.status_changed(ids)
+        doorbell.ring_on_commit(names)
+        job_status_changed(ids)
     return count
 
 

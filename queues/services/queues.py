@@ -7,9 +7,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from queues import doorbell
 from queues.exceptions import InvalidJobState, QueueNotFound
 from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
-from queues.services.enqueuing import ring_on_commit
 from queues.services.jobs import UNSTARTED, _cancel, delete_ids
 
 CLEANABLE = (
@@ -42,7 +42,7 @@ def resume_queue(name: str) -> Queue:
     queue = _queue(name)
     with transaction.atomic():
         Queue.objects.filter(pk=queue.pk).update(paused=False, updated_at=timezone.now())
-        ring_on_commit([queue.name])
+        doorbell.ring_on_commit([queue.name])
     queue.refresh_from_db()
     return queue
 

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from queues.exceptions import EnqueueError
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
 from queues.registry import get_handler
-from queues.services import get_queue
+from queues.selectors import get_queue
 from scheduling import services
 from scheduling.calendar import cron_expression, zone_name
 from scheduling.cron import ScheduleError, get_zone, parse_cron

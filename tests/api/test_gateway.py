@@ -17,9 +17,9 @@ from rest_framework.authtoken.models import Token
 
 from queues import enqueue, enqueue_many
 from queues.doorbell import redis_client
+from queues.engine.runner import drain
 from queues.events import channel
 from queues.models import Job, JobStatus
-from queues.runner import drain
 from tests.helpers import free_port, wait_for
 
 

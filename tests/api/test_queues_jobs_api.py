@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from jobplatform.authentication import CachedTokenAuthentication
 from queues import enqueue
+from queues.engine.runner import drain
 from queues.metrics import flush, refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue
-from queues.runner import drain
 from tests.queues import handlers  # noqa: F401
 
 pytestmark = pytest.mark.django_db

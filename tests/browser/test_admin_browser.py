@@ -8,9 +8,9 @@ import re
 from django.contrib.auth.models import User
 
 from queues import enqueue, enqueue_many
+from queues.engine.runner import drain
 from queues.metrics import refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue
-from queues.runner import drain
 from scheduling import services as schedules
 from scheduling.models import ScheduleRun
 

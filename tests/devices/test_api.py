@@ -7,8 +7,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.models import Device, DeviceOperation
+from queues.engine.runner import drain
 from queues.models import Job
-from queues.runner import drain
 
 pytestmark = pytest.mark.django_db
 

@@ -6,9 +6,9 @@ from django.utils import timezone
 from devices import services
 from devices.models import Device, DeviceOperation, DeviceStatus
 from queues import cancel_job
+from queues.engine.recovery import recover_stalled
+from queues.engine.runner import drain
 from queues.models import Job, JobLog, JobStatus
-from queues.recovery import recover_stalled
-from queues.runner import drain
 
 pytestmark = pytest.mark.django_db
 

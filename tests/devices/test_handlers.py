@@ -1,4 +1,4 @@
-"""Each device handler end to end on the in-process worker path (queues.runner.drain):
+"""Each device handler end to end on the in-process worker path (queues.engine.runner.drain):
 seed 001's steps and progress exactly, device and operation state, guarded transitions."""
 
 import re
@@ -10,9 +10,9 @@ from django.utils import timezone
 from devices import services
 from devices.models import Device, DeviceOperation, DeviceStatus, OperationStatus
 from queues import Priority, enqueue
-from queues.maintenance import promote_delayed
+from queues.engine.maintenance import promote_delayed
+from queues.engine.runner import drain
 from queues.models import Job, JobLog, JobStatus
-from queues.runner import drain
 
 pytestmark = pytest.mark.django_db
 

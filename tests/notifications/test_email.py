@@ -8,9 +8,9 @@ from aiosmtpd.controller import Controller
 
 from notifications import services
 from notifications.models import NotificationTemplate, Subscription
+from queues.engine.runner import drain
 from queues.exceptions import EnqueueError
 from queues.models import Job, JobLog, JobStatus
-from queues.runner import drain
 from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.django_db

@@ -26,8 +26,8 @@ from notifications.sms.providers import FakeProvider, get_provider
 from notifications.sms.signing import aliyun_signature
 from notifications.sms.testing import LocalApiServer
 from queues import enqueue
+from queues.engine.runner import drain
 from queues.models import Job, JobAttempt, JobStatus
-from queues.runner import drain
 
 pytestmark = pytest.mark.django_db
 

@@ -4,9 +4,9 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 
 from queues import enqueue, enqueue_many
+from queues.engine.runner import drain
 from queues.metrics import refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue
-from queues.runner import drain
 from tests.queues import handlers  # noqa: F401
 
 pytestmark = pytest.mark.django_db

@@ -183,7 +183,7 @@ def test_queue_defaults_changes_apply_to_later_jobs():
 
 
 def test_the_copy_columns_are_exactly_the_job_columns():
-    from queues.services.enqueuing import COPY_COLUMNS
+    from queues.services.writing import COPY_COLUMNS
 
     assert sorted(COPY_COLUMNS) == sorted(f.column for f in Job._meta.concrete_fields)
 

@@ -7,9 +7,9 @@ import pytest
 from django.core import mail
 
 from queues import enqueue, enqueue_many
+from queues.engine.runner import drain
 from queues.exports import PROGRESS_EVERY, export_path
 from queues.models import Job, JobStatus
-from queues.runner import drain
 from scheduling import services as schedules
 from scheduling.system import sync_system_schedules
 

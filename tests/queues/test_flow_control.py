@@ -8,9 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from queues import cancel_job, cancel_jobs, clean_queue, empty_queue, enqueue, enqueue_many
+from queues.engine.runner import drain
 from queues.exceptions import EnqueueError, InvalidJobState, QueueNotFound, UnknownDependency
 from queues.models import Job, JobAttempt, JobDependency, JobStatus, Queue
-from queues.runner import drain
 from queues.selectors import dead_letters, job_dependants, job_dependencies
 from queues.services import apply_retention, retry_jobs
 from tests.queues import handlers

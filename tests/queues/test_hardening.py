@@ -5,12 +5,13 @@ import time
 import pytest
 
 from queues import cancel_job, enqueue, enqueue_many, retry_job, retry_jobs
-from queues.claim import claim_jobs
+from queues.engine.claim import claim_jobs
+from queues.engine.finalize import Outcome, finalize
+from queues.engine.runner import drain
 from queues.exceptions import EnqueueError, InvalidJobState
-from queues.finalize import Outcome, finalize
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
-from queues.runner import drain
-from queues.services import delete_jobs, get_queue
+from queues.selectors import get_queue
+from queues.services import delete_jobs
 from tests.queues import handlers  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +106,7 @@ def test_a_late_outcome_after_a_stall_sweep_keeps_the_stalled_attempt_row():
 
     from django.utils import timezone
 
-    from queues.recovery import recover_stalled
+    from queues.engine.recovery import recover_stalled
 
     job = enqueue("platform.echo", {})
     claimed = claim_one(job)

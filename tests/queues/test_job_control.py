@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from queues import enqueue, enqueue_many
-from queues.maintenance import promote_delayed
+from queues.engine.maintenance import promote_delayed
+from queues.engine.runner import drain
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
-from queues.runner import drain
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db

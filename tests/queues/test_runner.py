@@ -15,10 +15,10 @@ from queues import (
     retry_job,
 )
 from queues.backoff import retry_delay_ms
+from queues.engine.maintenance import promote_delayed
+from queues.engine.runner import drain
 from queues.exceptions import InvalidJobState, JobNotFound, QueueNotFound
-from queues.maintenance import promote_delayed
 from queues.models import AttemptOutcome, Job, JobAttempt, JobLog, JobStatus
-from queues.runner import drain
 from tests.helpers import wait_for
 from tests.queues import handlers
 

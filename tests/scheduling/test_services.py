@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django_celery_beat.models import CrontabSchedule
 
+from queues.engine.runner import drain
 from queues.models import Job
-from queues.runner import drain
 from scheduling import services
 from scheduling.cron import ScheduleError
 from scheduling.models import RunTrigger, ScheduledJob, ScheduleRun, ScheduleStatus

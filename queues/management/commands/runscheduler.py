@@ -3,7 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from queues.maintenance import run_forever
+from queues.engine.maintenance import run_forever
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from queues.engine.supervisor import Supervisor
 from queues.models import Queue
-from queues.supervisor import Supervisor
 
 
 class Command(BaseCommand):

@@ -14,6 +14,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from queues import doorbell
+from queues.exceptions import RateLimited
+from queues.models import RateLimitWindow
 
 _HIT_LUA = """
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -25,15 +27,6 @@ if redis.call('INCR', KEYS[1]) == 1 then
 end
 return -1
 """
-
-
-class RateLimited(Exception):  # noqa: N818  (reads as "the job was rate limited")
-    """The limit for ``key`` is used up: the job is retried after ``retry_in`` seconds."""
-
-    def __init__(self, key: str, retry_in: float):
-        super().__init__(f"rate limit {key!r} exhausted; retry in {retry_in:.3f}s")
-        self.key = key
-        self.retry_in = retry_in
 
 
 def hit(key: str, *, limit: int, per: float) -> float | None:
@@ -51,8 +44,6 @@ def hit(key: str, *, limit: int, per: float) -> float | None:
 
 
 def _hit_in_database(key: str, *, limit: int, per: float) -> float | None:
-    from queues.models import RateLimitWindow
-
     now = timezone.now()
     window = timedelta(seconds=per)
     with transaction.atomic():

@@ -31,11 +31,15 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from queues.exceptions import JobCancelled, JobInterrupt, JobTimeout  # noqa: F401
+from queues.engine.finalize import finalize
+from queues.engine.outcomes import killed_outcome
+from queues.engine.recovery import release_unstarted
+from queues.exceptions import JobCancelled, JobTimeout
+from queues.models import Job, JobStatus
 
-logger = logging.getLogger("queues.runtime")
+logger = logging.getLogger("queues.engine.runtime")
 
-# Set by runworker (queues.supervisor) before the cluster forks.
+# Set by runworker (queues.engine.supervisor) before the cluster forks.
 shared_stopping = None  # multiprocessing.Event: stop taking jobs
 shared_activity = None  # multiprocessing.Value("d"): last sign of life (time.time())
 
@@ -195,15 +199,11 @@ class Runtime:
             self._kill_self(running, batch, worker)
 
     def _extend_locks(self, batch: set[UUID], worker: str, lock_duration: int) -> None:
-        from queues.models import Job, JobStatus
-
         Job.objects.filter(
             id__in=batch, status__in=[JobStatus.ACTIVE, JobStatus.CANCELLED], worker=worker
         ).update(locked_until=timezone.now() + timedelta(seconds=lock_duration))
 
     def _is_cancelled(self, job_id: UUID) -> bool:
-        from queues.models import Job, JobStatus
-
         return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
     def _interrupt(self, running: Running, reason: str) -> None:
@@ -216,8 +216,6 @@ class Runtime:
     def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
         batch, and end this process (django-q2 replaces it)."""
-        from queues.recovery import killed_outcome, release_unstarted
-
         reason = (
             "cancelled, and the handler did not stop: its worker process was killed"
             if running.cancel_seen is not None
@@ -230,8 +228,6 @@ class Runtime:
                 return  # it ended meanwhile
             done = list(self.done)
         try:
-            from queues.finalize import finalize
-
             # The jobs of this batch that already ran are recorded with the killed one;
             # only those never started go back to waiting.
             killed = killed_outcome(running=running, reason=reason)

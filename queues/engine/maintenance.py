@@ -18,16 +18,18 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from queues import doorbell, events
-from queues.hooks import register_tick_hook, tick_hooks  # noqa: F401
+from queues import doorbell
+from queues.engine.recovery import recover_stalled
+from queues.hooks import tick_hooks
 from queues.metrics import refresh_snapshots
-from queues.models import Job, JobStatus, Queue, SchedulerHeartbeat
-from queues.recovery import recover_stalled
+from queues.models import Job, JobStatus, SchedulerHeartbeat
+from queues.selectors import runnable_queue_names
+from queues.services import enqueue
+from queues.services.notify import job_status_changed
 
-logger = logging.getLogger("queues.maintenance")
+logger = logging.getLogger("queues.engine.maintenance")
 
 PROMOTE_BATCH = 5000
 HEARTBEAT_SECONDS = 2.0
@@ -48,20 +50,11 @@ def promote_delayed() -> list[str]:
             return []
         ids = [job_id for job_id, _ in due]
         Job.objects.filter(id__in=ids, status=JobStatus.DELAYED).update(status=JobStatus.WAITING)
-        events.status_changed(ids)
+        job_status_changed(ids)
     return sorted({name for _, name in due})
 
 
-def queues_with_waiting_jobs() -> list[str]:
-    waiting = Job.objects.filter(queue=OuterRef("pk"), status=JobStatus.WAITING)
-    return list(
-        Queue.objects.filter(paused=False).filter(Exists(waiting)).values_list("name", flat=True)
-    )
-
-
 def enqueue_retention() -> None:
-    from queues.services import enqueue
-
     enqueue("platform.apply-retention", {}, unique_key=RETENTION_KEY)
 
 
@@ -97,7 +90,7 @@ class Maintenance:
             names.update(recover_stalled())
             self.next_stall_check = now + cfg["STALL_CHECK_INTERVAL"]
         if now >= self.next_rewake:
-            names.update(queues_with_waiting_jobs())
+            names.update(runnable_queue_names())
             self.next_rewake = now + cfg["REWAKE_INTERVAL"]
         if names:
             doorbell.ring(names)

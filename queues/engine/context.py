@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from queues.engine.limits import check
 from queues.models import Job, JobLog, JobStatus
 from queues.signals import job_progress
 
@@ -51,8 +52,6 @@ class JobContext:
         """Use one unit of the shared limit ``key`` (``limit`` per ``per`` seconds, across
         every worker). When it is used up this raises ``RateLimited``: the job goes back
         to ``delayed`` until the window ends, without using up an attempt."""
-        from queues.limits import check
-
         check(key, limit=limit, per=per)
 
     def __repr__(self) -> str:

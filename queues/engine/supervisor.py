@@ -31,13 +31,14 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from queues import doorbell, runtime
-from queues.maintenance import queues_with_waiting_jobs
+from queues import doorbell
+from queues.engine import runtime
+from queues.engine.recovery import requeue_from_workers
 from queues.metrics import SUPERVISOR_ENV
 from queues.models import Worker
-from queues.recovery import requeue_from_workers
+from queues.selectors import runnable_queue_names
 
-logger = logging.getLogger("queues.supervisor")
+logger = logging.getLogger("queues.engine.supervisor")
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -214,7 +215,7 @@ class Supervisor:
 
     def _backlog(self) -> list[str]:
         try:
-            names = queues_with_waiting_jobs()
+            names = runnable_queue_names()
         except Exception:
             connections.close_all()
             return []

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
-from queues import events
-from queues.claim import ClaimedJob
-from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobAttempt, JobStatus
+from queues import doorbell, signals
+from queues.bulk import copy_rows
+from queues.engine.outcomes import Outcome, clean_text
+from queues.metrics import record_outcomes
+from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
+from queues.services.dependencies import resolve_dependants
+from queues.services.notify import job_status_changed
 
-logger = logging.getLogger("queues.finalize")
+logger = logging.getLogger("queues.engine.finalize")
 
 _FINALIZE_SQL = """
 UPDATE queues_job AS j
@@ -44,30 +46,6 @@ _ROW = (
     "(%s::uuid, %s::int, %s::int, %s::varchar, %s::jsonb, %s::text,"
     " %s::timestamptz, %s::timestamptz, %s::timestamptz)"
 )
-
-
-@dataclass
-class Outcome:
-    job: ClaimedJob
-    status: JobStatus  # the job's next status: completed, delayed (retry) or failed
-    attempt_outcome: AttemptOutcome
-    started_at: datetime
-    finished_at: datetime
-    result_json: str | None = None
-    error: str = ""
-    traceback: str = ""
-    run_at: datetime | None = None
-    # False when the try did not really happen (a keyed rate limit sent the job back):
-    # no attempt row, and the attempt number is given back.
-    counted: bool = True
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def next_attempts_made(self) -> int:
-        return self.job.attempt if self.counted else self.job.attempt - 1
 
 
 def finalize(outcomes: list[Outcome], *, worker: str) -> set:
@@ -103,15 +81,7 @@ def _unrecordable(o: Outcome, exc: Exception) -> Outcome:
     )
 
 
-def clean_text(text: str) -> str:
-    """Postgres text cannot hold NUL characters."""
-    return text.replace("\x00", "\\x00")
-
-
 def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
-    from queues.dependencies import resolve_dependants
-    from queues.metrics import record_outcomes
-    from queues.services.enqueuing import ring_on_commit
 
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -137,13 +107,13 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
             Job.objects.filter(id__in=stopped, worker=worker).update(worker="", locked_until=None)
         transaction.on_commit(partial(record_outcomes, outcomes))
         _signal_outcomes([o for o in outcomes if o.job.id in applied])
-        events.status_changed(
+        job_status_changed(
             list(applied),
             webhook_ids=[o.job.id for o in outcomes if o.job.webhook_url and o.job.id in applied],
         )
         parents = [o.job.id for o in outcomes if o.is_final and applied.get(o.job.id)]
         if parents:
-            ring_on_commit(resolve_dependants(parents))
+            doorbell.ring_on_commit(resolve_dependants(parents))
     return set(applied)
 
 
@@ -167,12 +137,12 @@ def _write_attempts(rows: list[JobAttempt]) -> None:
         return
     if connection.vendor == "postgresql":
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                sql = f"COPY queues_jobattempt ({', '.join(_ATTEMPT_COLUMNS)}) FROM STDIN"
-                # The raw psycopg cursor: have its errors raised as Django's.
-                with connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row([getattr(row, column) for column in _ATTEMPT_COLUMNS])
+            with transaction.atomic():
+                copy_rows(
+                    "queues_jobattempt",
+                    _ATTEMPT_COLUMNS,
+                    ([getattr(row, column) for column in _ATTEMPT_COLUMNS] for row in rows),
+                )
             return
         except IntegrityError:
             pass
@@ -267,8 +237,6 @@ def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None)
 
 
 def _signal_outcomes(outcomes: list[Outcome]) -> None:
-    from queues import signals
-    from queues.models import Queue
 
     completed = signals.job_completed.has_listeners()
     failed = signals.job_failed.has_listeners()

@@ -10,15 +10,17 @@ has stalled more than its queue's ``max_stalled`` times.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from queues import events, signals
+from queues import doorbell, signals
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
+from queues.services.dependencies import resolve_dependants
+from queues.services.notify import job_status_changed
 
 STALL_BATCH = 1000
 
@@ -26,7 +28,6 @@ STALL_BATCH = 1000
 def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
     """Give back claimed jobs this worker never started (shutdown, or its process dying):
     they return to ``waiting`` as if never claimed. Returns the queues to wake."""
-    from queues.services.enqueuing import ring_on_commit
 
     ids = list(ids)
     if not ids:
@@ -45,8 +46,8 @@ def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
             locked_until=None,
             worker="",
         )
-        ring_on_commit(names)
-        events.status_changed(ids)
+        doorbell.ring_on_commit(names)
+        job_status_changed(ids)
     return names
 
 
@@ -105,8 +106,6 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
 
 
 def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:
-    from queues.dependencies import resolve_dependants
-    from queues.services.enqueuing import ring_on_commit
 
     back, failed, attempts = [], [], []
     for row in rows:
@@ -156,8 +155,8 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
     JobAttempt.objects.bulk_create(attempts, ignore_conflicts=True)
     names = sorted({row["queue__name"] for row in rows if row["id"] in set(back)})
     names += resolve_dependants(failed)
-    ring_on_commit(names)
-    events.status_changed([row["id"] for row in rows])
+    doorbell.ring_on_commit(names)
+    job_status_changed([row["id"] for row in rows])
     if count_stall:
         about = [
             {
@@ -171,33 +170,3 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
         ]
         signals.send_on_commit(signals.job_stalled, about)
     return sorted(set(names))
-
-
-def killed_outcome(*, running, reason: str):
-    """The outcome of a job whose handler ignored its interrupt and is about to be killed
-    with its process: ``timeout`` (retried per policy) or ``cancelled``."""
-    from queues.claim import ClaimedJob
-    from queues.runner import failure_outcome
-
-    job = Job.objects.filter(pk=running.job_id).first()
-    if job is None:
-        return None
-    claimed = ClaimedJob.from_job(job, attempt=running.attempt)
-    started = timezone.now() - timedelta(seconds=time_since(running.started))
-    return failure_outcome(
-        claimed,
-        started_at=started,
-        finished_at=timezone.now(),
-        error=reason,
-        traceback="",
-        attempt_outcome=(
-            AttemptOutcome.CANCELLED if running.cancel_seen is not None else AttemptOutcome.TIMEOUT
-        ),
-        permanent=False,
-    )
-
-
-def time_since(monotonic_start: float) -> float:
-    import time
-
-    return max(time.monotonic() - monotonic_start, 0.0)

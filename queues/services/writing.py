@@ -1,0 +1,122 @@
+"""Writing planned jobs: one INSERT for one job, COPY for many, a job's ``unique_key``
+decided by the database constraint; and the ``job_enqueued`` signal once they commit."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from queues import signals
+from queues.bulk import copy_rows
+from queues.exceptions import EnqueueError
+from queues.models import UNFINISHED_STATUSES, Job
+
+
+def insert_jobs(jobs: list[Job]) -> list[Job]:
+    """Insert the jobs; a job whose unique_key is taken by an unfinished job of its queue
+    is replaced by that job (the database constraint decides, not a Python check)."""
+    for job in jobs:
+        job.was_created = True  # False on an existing job returned for its unique_key
+    if not any(j.unique_key for j in jobs):
+        if connection.vendor == "postgresql":
+            _copy(jobs)
+        else:
+            Job.objects.bulk_create(jobs, batch_size=1000)
+        return jobs
+    result = list(jobs)
+    pending = list(range(len(jobs)))
+    for _ in range(3):
+        Job.objects.bulk_create([jobs[i] for i in pending], batch_size=1000, ignore_conflicts=True)
+        inserted = set(
+            Job.objects.filter(id__in=[jobs[i].id for i in pending]).values_list("id", flat=True)
+        )
+        still = []
+        for i in pending:
+            job = jobs[i]
+            if job.id in inserted:
+                continue
+            # Locked, like a dependency parent: it cannot finish before our links commit.
+            other = (
+                Job.objects.select_for_update(of=("self",))
+                .select_related("queue")
+                .filter(queue=job.queue, unique_key=job.unique_key, status__in=UNFINISHED_STATUSES)
+                .first()
+            )
+            if other is None:
+                still.append(i)  # it finished meanwhile: insert ours after all
+            else:
+                other.was_created = False
+                result[i] = other
+        if not still:
+            return result
+        pending = still
+    raise EnqueueError("unique_key kept conflicting; try again")
+
+
+# The Job model's columns, in the order ``_row`` gives them; a test compares them.
+COPY_COLUMNS = (
+    "id",
+    "queue_id",
+    "name",
+    "payload",
+    "status",
+    "priority",
+    "attempts_made",
+    "attempts_base",
+    "max_attempts",
+    "backoff",
+    "timeout",
+    "run_at",
+    "progress",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "locked_until",
+    "worker",
+    "stalled_count",
+    "unique_key",
+    "has_dependants",
+    "webhook_url",
+)
+
+
+_INSERT_SQL = (
+    f"INSERT INTO queues_job ({', '.join(COPY_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COPY_COLUMNS))})"
+)
+
+
+def _row(job: Job, now) -> tuple:
+    job.created_at = now  # what auto_now_add would have set
+    # fmt: off
+    return (
+        job.id, job.queue_id, job.name, Jsonb(job.payload), job.status, job.priority, 0, 0,
+        job.max_attempts, Jsonb(job.backoff), job.timeout, job.run_at, 0, None, job.error, now,
+        None, job.finished_at, None, "", 0, job.unique_key, job.has_dependants, job.webhook_url,
+    )
+    # fmt: on
+
+
+def _copy(jobs: list[Job]) -> None:
+    """Insert new jobs (Postgres): one prepared INSERT for one job, COPY for many."""
+    now = timezone.now()
+    if len(jobs) == 1:
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_SQL, _row(jobs[0], now))
+    else:
+        copy_rows("queues_job", COPY_COLUMNS, (_row(job, now) for job in jobs))
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = "default"
+
+
+def announce(jobs: list[Job]) -> None:
+    """Send ``job_enqueued`` for these new jobs once the transaction commits."""
+    if signals.job_enqueued.has_listeners():
+        signals.send_on_commit(
+            signals.job_enqueued,
+            [{"job_id": j.pk, "queue": j.queue.name, "name": j.name} for j in jobs],
+        )
