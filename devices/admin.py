@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from devices import services
 from devices.models import ALLOWED_FROM, Device, DeviceOperation, OperationKind
-from queues.admin.common import ReadOnlyMixin, done, progress_bar, status_badge
+from queues.admin.common import ReadOnlyMixin, progress_bar, report_done, status_badge
 
 
 def _job_link(op: DeviceOperation):
@@ -106,7 +106,7 @@ class DeviceAdmin(admin.ModelAdmin):
             except services.DeviceStateError as exc:  # changed since the filter ran
                 refused.append(str(exc))
         skipped = queryset.count() - queued
-        done(self, request, action=f"device_{kind}", count=queued, noun="device(s) queued")
+        report_done(self, request, action=f"device_{kind}", count=queued, noun="device(s) queued")
         if skipped:
             detail = f" ({'; '.join(refused[:3])})" if refused else ""
             self.message_user(

@@ -33,7 +33,7 @@ from devices.models import (
     clean_params,
     refusal,
 )
-from queues import Priority, enqueue
+from queues import Priority, audit, enqueue
 from queues.exceptions import InvalidJobState, PermanentError
 from queues.models import FINAL_STATUSES, Job, JobStatus
 
@@ -144,6 +144,7 @@ def _request(
         )
         locked.current_operation = op
         locked.save(update_fields=["current_operation", "updated_at"])
+        audit.record(by=by, action=f"device_{kind}", target=locked.pk, count=1, job=str(job.pk))
     device.current_operation = op
     job.device_operation = op
     return job
@@ -152,7 +153,7 @@ def _request(
 def start_device(
     *, device: Device, by: AbstractBaseUser | None = None, params: dict | None = None
 ) -> Job:
-    """Queue seed 001's start-device. Returns the job; ``job.device_operation`` is the
+    """Queue start-device. Returns the job; ``job.device_operation`` is the
     DeviceOperation written with it. Raises ``ValidationError`` (bad params) or
     ``DeviceStateError`` (running, busy, ...) and writes nothing then."""
     return _request(device=device, kind=OperationKind.START, by=by, params=clean_params(params))

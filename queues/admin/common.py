@@ -8,8 +8,6 @@ from functools import cached_property
 from django.core.paginator import Paginator
 from django.utils.html import format_html
 
-from queues import audit
-
 STATUS_COLORS = {
     "waiting": "#417690",
     "delayed": "#8a6d3b",
@@ -61,7 +59,6 @@ def pretty_json(value) -> str:
     )
 
 
-def done(modeladmin, request, *, action: str, count: int, noun: str, target: str = "", **detail):
-    """Tell the user and write the audit row."""
-    audit.record(user=request.user, action=action, target=target, count=count, **detail)
+def report_done(modeladmin, request, *, action: str, count: int, noun: str) -> None:
+    """Tell the user what an action did (the service wrote the audit row)."""
     modeladmin.message_user(request, f"{action.replace('_', ' ').capitalize()}: {count} {noun}.")

@@ -10,13 +10,13 @@ from django.http import FileResponse, Http404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from queues import audit, services
+from queues import services
 from queues.admin.common import (
     CappedPaginator,
     ReadOnlyMixin,
-    done,
     pretty_json,
     progress_bar,
+    report_done,
     status_badge,
 )
 from queues.exports import export_path
@@ -220,21 +220,23 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs (failed or cancelled)", permissions=["retry"])
     def retry_selected(self, request, queryset):
-        done(self, request, action="retry_jobs", count=services.retry_jobs(queryset), noun="jobs")
+        count = services.retry_jobs(queryset, by=request.user)
+        report_done(self, request, action="retry_jobs", count=count, noun="jobs")
 
     @admin.action(description="Cancel selected jobs", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
-        done(self, request, action="cancel_jobs", count=services.cancel_jobs(queryset), noun="jobs")
+        count = services.cancel_jobs(queryset, by=request.user)
+        report_done(self, request, action="cancel_jobs", count=count, noun="jobs")
 
     @admin.action(description="Run selected delayed jobs now", permissions=["promote"])
     def promote_selected(self, request, queryset):
-        count = services.promote_jobs(queryset)
-        done(self, request, action="promote_jobs", count=count, noun="jobs")
+        count = services.promote_jobs(queryset, by=request.user)
+        report_done(self, request, action="promote_jobs", count=count, noun="jobs")
 
     @admin.action(description="Delete selected jobs (not active ones)", permissions=["delete"])
     def delete_selected_jobs(self, request, queryset):
-        deleted, skipped = services.delete_jobs(queryset)
-        done(self, request, action="delete_jobs", count=deleted, noun="jobs", skipped=skipped)
+        deleted, skipped = services.delete_jobs(queryset, by=request.user)
+        report_done(self, request, action="delete_jobs", count=deleted, noun="jobs")
         if skipped:
             self.message_user(
                 request,
@@ -250,12 +252,10 @@ class JobAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         # The page's Delete button follows the same rules as the bulk action.
-        deleted, _ = services.delete_jobs(Job.objects.filter(pk=obj.pk))
-        audit.record(user=request.user, action="delete_jobs", count=deleted, target=str(obj.pk))
+        services.delete_jobs(Job.objects.filter(pk=obj.pk), by=request.user, target=str(obj.pk))
 
     def delete_queryset(self, request, queryset):
-        deleted, _ = services.delete_jobs(queryset)
-        audit.record(user=request.user, action="delete_jobs", count=deleted)
+        services.delete_jobs(queryset, by=request.user)
 
     def get_actions(self, request):
         actions = super().get_actions(request)

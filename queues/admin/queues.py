@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from queues import services
-from queues.admin.common import CappedPaginator, ReadOnlyMixin, done
+from queues.admin.common import CappedPaginator, ReadOnlyMixin, report_done
 from queues.exceptions import InvalidJobState
 from queues.models import AuditLog, JobAttempt, Queue, Worker
 from queues.selectors import is_live
@@ -112,42 +112,21 @@ class QueueAdmin(admin.ModelAdmin):
     def pause_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         for name in names:
-            services.pause_queue(name)
-        done(
-            self,
-            request,
-            action="pause_queues",
-            count=len(names),
-            noun="queues",
-            target=",".join(names),
-        )
+            services.pause_queue(name, by=request.user)
+        report_done(self, request, action="pause_queues", count=len(names), noun="queues")
 
     @admin.action(description="Resume selected queues", permissions=["pause"])
     def resume_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         for name in names:
-            services.resume_queue(name)
-        done(
-            self,
-            request,
-            action="resume_queues",
-            count=len(names),
-            noun="queues",
-            target=",".join(names),
-        )
+            services.resume_queue(name, by=request.user)
+        report_done(self, request, action="resume_queues", count=len(names), noun="queues")
 
     @admin.action(description="Empty selected queues (delete waiting jobs)", permissions=["empty"])
     def empty_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
-        count = sum(services.empty_queue(name) for name in names)
-        done(
-            self,
-            request,
-            action="empty_queues",
-            count=count,
-            noun="waiting jobs deleted",
-            target=",".join(names),
-        )
+        count = sum(services.empty_queue(name, by=request.user) for name in names)
+        report_done(self, request, action="empty_queues", count=count, noun="waiting jobs deleted")
 
     @admin.action(description="Clean selected queues (by status and age)…", permissions=["empty"])
     def clean_selected(self, request, queryset):
@@ -155,19 +134,14 @@ class QueueAdmin(admin.ModelAdmin):
         form = CleanForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             try:
-                count = sum(services.clean_queue(name, **form.cleaned_data) for name in names)
+                count = sum(
+                    services.clean_queue(name, by=request.user, **form.cleaned_data)
+                    for name in names
+                )
             except InvalidJobState as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 return None
-            done(
-                self,
-                request,
-                action="clean_queues",
-                count=count,
-                noun="jobs deleted",
-                target=",".join(names),
-                **form.cleaned_data,
-            )
+            report_done(self, request, action="clean_queues", count=count, noun="jobs deleted")
             return None
         return render(
             request,

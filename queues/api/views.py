@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -12,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet
 
-from queues import audit, services
+from queues import services
 from queues.api import serializers as s
 from queues.api.permissions import requires
 from queues.models import Job, Queue, Worker
@@ -24,10 +23,6 @@ class JobCursor(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 500
-
-
-def _audited(request, action: str, count: int, target: str = "", **detail) -> None:
-    audit.record(user=request.user, action=action, count=count, target=target, **detail)
 
 
 QueueSummary = inline_serializer(
@@ -100,37 +95,33 @@ class QueueViewSet(ViewSet):
         queue = self._queue(name)
         form = s.QueuePatchIn(queue, data=request.data, partial=True)
         form.is_valid(raise_exception=True)
-        form.save()
-        _audited(request, "update_queue", 1, target=queue.name, fields=sorted(form.validated_data))
+        services.update_queue(queue.name, changes=form.validated_data, by=request.user)
         return Response(s.QueueOut(self._queue(name), context=self._context()).data)
 
-    def _toggle(self, request, name, service, action):
-        queue = service(name)
-        _audited(request, action, 1, target=queue.name)
+    def _toggle(self, request, name, service):
+        service(name, by=request.user)
         return Response(s.QueueOut(self._queue(name), context=self._context()).data)
 
     @extend_schema(request=None, responses=s.QueueOut)
     def pause(self, request, name=None):
-        return self._toggle(request, name, services.pause_queue, "pause_queues")
+        return self._toggle(request, name, services.pause_queue)
 
     @extend_schema(request=None, responses=s.QueueOut)
     def resume(self, request, name=None):
-        return self._toggle(request, name, services.resume_queue, "resume_queues")
+        return self._toggle(request, name, services.resume_queue)
 
     @extend_schema(request=s.EmptyIn, responses=s.CountOut)
     def empty(self, request, name=None):
         form = s.EmptyIn(data=request.data)
         form.is_valid(raise_exception=True)
-        count = services.empty_queue(self._queue(name).name, **form.validated_data)
-        _audited(request, "empty_queues", count, target=name)
+        count = services.empty_queue(self._queue(name).name, by=request.user, **form.validated_data)
         return Response({"count": count})
 
     @extend_schema(request=s.CleanIn, responses=s.CountOut)
     def clean(self, request, name=None):
         form = s.CleanIn(data=request.data)
         form.is_valid(raise_exception=True)
-        count = services.clean_queue(self._queue(name).name, **form.validated_data)
-        _audited(request, "clean_queues", count, target=name, **form.validated_data)
+        count = services.clean_queue(self._queue(name).name, by=request.user, **form.validated_data)
         return Response({"count": count})
 
 
@@ -195,57 +186,42 @@ class JobViewSet(ViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
-        job = get_job(pk)
-        with transaction.atomic():
-            deleted, skipped = services.delete_jobs(Job.objects.filter(pk=job.pk))
-            if skipped:
-                from jobplatform.api import Conflict
-
-                raise Conflict(
-                    {"detail": f"job {job.pk} is active; cancel it first", "state": job.status}
-                )
-        _audited(request, "delete_jobs", deleted, target=str(job.pk))
+        services.delete_job(pk, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    def _change(self, request, pk, service, action):
-        job = service(pk)
-        _audited(request, action, 1, target=str(job.pk))
+    def _change(self, request, pk, service):
+        job = service(pk, by=request.user)
         return Response(s.JobOut(job).data)
 
     @extend_schema(request=None, responses=s.JobOut)
     def retry(self, request, pk=None):
-        return self._change(request, pk, services.retry_job, "retry_jobs")
+        return self._change(request, pk, services.retry_job)
 
     @extend_schema(request=None, responses=s.JobOut)
     def cancel(self, request, pk=None):
-        return self._change(request, pk, services.cancel_job, "cancel_jobs")
+        return self._change(request, pk, services.cancel_job)
 
     @extend_schema(request=None, responses=s.JobOut)
     def promote(self, request, pk=None):
-        job = get_job(pk)
-        if not services.promote_jobs(Job.objects.filter(pk=job.pk)):
-            from queues.exceptions import InvalidJobState
+        return self._change(request, pk, services.promote_job)
 
-            raise InvalidJobState(
-                f"job {job.pk} is {job.status}; only delayed jobs can be promoted", state=job.status
-            )
-        _audited(request, "promote_jobs", 1, target=str(job.pk))
-        return Response(s.JobOut(get_job(pk)).data)
-
-    def _matching(self, request, service, action):
+    def _matching(self, request, service):
         form = s.JobFilterIn(data=request.data)
         form.is_valid(raise_exception=True)
-        count = service(filter_jobs(Job.objects.all(), **form.validated_data))
-        _audited(request, action, count, filter={k: str(v) for k, v in form.validated_data.items()})
+        count = service(
+            filter_jobs(Job.objects.all(), **form.validated_data),
+            by=request.user,
+            filter={k: str(v) for k, v in form.validated_data.items()},
+        )
         return Response({"count": count})
 
     @extend_schema(request=s.JobFilterIn, responses=s.CountOut, operation_id="jobs_retry_matching")
     def retry_matching(self, request):
-        return self._matching(request, services.retry_jobs, "retry_jobs")
+        return self._matching(request, services.retry_jobs)
 
     @extend_schema(request=s.JobFilterIn, responses=s.CountOut, operation_id="jobs_cancel_matching")
     def cancel_matching(self, request):
-        return self._matching(request, services.cancel_jobs, "cancel_jobs")
+        return self._matching(request, services.cancel_jobs)
 
 
 class WorkerList(APIView):

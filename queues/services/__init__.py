@@ -8,7 +8,9 @@ from queues.services.enqueuing import (
 from queues.services.jobs import (
     cancel_job,
     cancel_jobs,
+    delete_job,
     delete_jobs,
+    promote_job,
     promote_jobs,
     retry_job,
     retry_jobs,
@@ -19,6 +21,7 @@ from queues.services.queues import (
     empty_queue,
     pause_queue,
     resume_queue,
+    update_queue,
 )
 
 __all__ = [
@@ -26,7 +29,9 @@ __all__ = [
     "cancel_job",
     "cancel_jobs",
     "clean_queue",
+    "delete_job",
     "delete_jobs",
+    "promote_job",
     "promote_jobs",
     "empty_queue",
     "enqueue",
@@ -35,5 +40,6 @@ __all__ = [
     "resume_queue",
     "retry_job",
     "retry_jobs",
+    "update_queue",
     "validate_job",
 ]

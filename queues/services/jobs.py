@@ -8,9 +8,10 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from queues import doorbell, signals
+from queues import audit, doorbell, signals
+from queues.audit import Actor
 from queues.exceptions import InvalidJobState
-from queues.models import FINAL_STATUSES, Job, JobStatus
+from queues.models import FINAL_STATUSES, Job, JobAttempt, JobDependency, JobLog, JobStatus
 from queues.selectors import get_job
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -47,7 +48,7 @@ def _retryable(jobs: QuerySet[Job]) -> QuerySet[Job]:
     )
 
 
-def retry_job(job_id: UUID | str) -> Job:
+def retry_job(job_id: UUID | str, *, by: Actor = None) -> Job:
     """Run a failed or cancelled job again, with its original options."""
     job = get_job(job_id)
     if job.status == JobStatus.CANCELLED and job.worker:
@@ -70,13 +71,14 @@ def retry_job(job_id: UUID | str) -> Job:
             )
         doorbell.ring_on_commit([job.queue.name])
         job_status_changed([job.pk])
+        audit.record(by=by, action="retry_jobs", target=str(job.pk), count=1)
     job.refresh_from_db()
     return job
 
 
-def retry_jobs(jobs: QuerySet[Job]) -> int:
+def retry_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> int:
     """Retry every failed or cancelled job in ``jobs`` (e.g. the dead-letter set, filtered)
-    with one UPDATE. Returns how many."""
+    with one UPDATE. Returns how many. ``detail`` goes into the audit row."""
     with transaction.atomic():
         ids = list(_retryable(jobs).values_list("id", flat=True))
         names = list(
@@ -85,10 +87,11 @@ def retry_jobs(jobs: QuerySet[Job]) -> int:
         count = Job.objects.filter(id__in=ids, status__in=RETRYABLE).update(**_retry_fields())
         doorbell.ring_on_commit(names)
         job_status_changed(ids)
+        audit.record(by=by, action="retry_jobs", count=count, **detail)
     return count
 
 
-def cancel_job(job_id: UUID | str) -> Job:
+def cancel_job(job_id: UUID | str, *, by: Actor = None) -> Job:
     """Cancel a job that has not finished. An active job's handler should check
     ``ctx.is_cancelled()``; if it has not stopped after ``CANCEL_GRACE`` seconds it is
     interrupted. Whatever it returns afterwards is discarded."""
@@ -100,14 +103,17 @@ def cancel_job(job_id: UUID | str) -> Job:
             raise InvalidJobState(
                 f"job {job.pk} is already {state}; it cannot be cancelled", state=job.status
             )
+        audit.record(by=by, action="cancel_jobs", target=str(job.pk), count=1)
     job.refresh_from_db()
     return job
 
 
-def cancel_jobs(jobs: QuerySet[Job]) -> int:
+def cancel_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> int:
     """Cancel every unfinished job in ``jobs``. Returns how many."""
     with transaction.atomic():
-        return _cancel(jobs)
+        count = _cancel(jobs)
+        audit.record(by=by, action="cancel_jobs", count=count, **detail)
+    return count
 
 
 def _cancel(jobs: QuerySet[Job]) -> int:
@@ -134,8 +140,30 @@ def _cancel(jobs: QuerySet[Job]) -> int:
     return count
 
 
-def promote_jobs(jobs: QuerySet[Job]) -> int:
+def promote_job(job_id: UUID | str, *, by: Actor = None) -> Job:
+    """Run a delayed job now."""
+    job = get_job(job_id)
+    with transaction.atomic():
+        if not _promote(Job.objects.filter(pk=job.pk)):
+            job.refresh_from_db()
+            raise InvalidJobState(
+                f"job {job.pk} is {job.status}; only delayed jobs can be promoted",
+                state=job.status,
+            )
+        audit.record(by=by, action="promote_jobs", target=str(job.pk), count=1)
+    job.refresh_from_db()
+    return job
+
+
+def promote_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> int:
     """Run delayed jobs now. Returns how many."""
+    with transaction.atomic():
+        count = _promote(jobs)
+        audit.record(by=by, action="promote_jobs", count=count, **detail)
+    return count
+
+
+def _promote(jobs: QuerySet[Job]) -> int:
     with transaction.atomic():
         ids = list(jobs.filter(status=JobStatus.DELAYED).values_list("id", flat=True))
         names = list(
@@ -149,10 +177,28 @@ def promote_jobs(jobs: QuerySet[Job]) -> int:
     return count
 
 
-def delete_jobs(jobs: QuerySet[Job]) -> tuple[int, int]:
+def delete_job(job_id: UUID | str, *, by: Actor = None) -> None:
+    """Delete one job with its attempts, logs and links. An active job (or one still
+    stopping after a cancel) is refused: its worker still has to record the attempt."""
+    job = get_job(job_id)
+    with transaction.atomic():
+        deleted, skipped = _delete(Job.objects.filter(pk=job.pk))
+        if skipped:
+            raise InvalidJobState(f"job {job.pk} is active; cancel it first", state=job.status)
+        audit.record(by=by, action="delete_jobs", target=str(job.pk), count=deleted)
+
+
+def delete_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> tuple[int, int]:
     """Delete jobs with their attempts, logs and links, in bulk. Active jobs are skipped
     (cancel them first): their worker still has to record the attempt. Unfinished jobs
     are cancelled first so their dependants are resolved. Returns (deleted, skipped)."""
+    with transaction.atomic():
+        deleted, skipped = _delete(jobs)
+        audit.record(by=by, action="delete_jobs", count=deleted, skipped=skipped, **detail)
+    return deleted, skipped
+
+
+def _delete(jobs: QuerySet[Job]) -> tuple[int, int]:
     with transaction.atomic():
         running = Q(status=JobStatus.ACTIVE) | ~Q(worker="")
         skipped = jobs.filter(running).count()
@@ -163,8 +209,6 @@ def delete_jobs(jobs: QuerySet[Job]) -> tuple[int, int]:
 
 def delete_ids(ids, *, statuses) -> int:
     """Delete the given jobs still in ``statuses``, related rows first (no per-row work)."""
-    from queues.models import JobAttempt, JobDependency, JobLog
-
     if not ids:
         return 0
     with transaction.atomic():

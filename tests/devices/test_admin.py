@@ -94,4 +94,12 @@ def test_actions_queue_operations_for_devices_in_a_state_to_take_them(
         device.refresh_from_db()
         assert device.current_operation.requested_by == admin_user
     assert Device.objects.get(pk=skipped.pk).current_operation is None
-    assert AuditLog.objects.get().action == f"device_{action.split('_')[0]}"
+    # One audit row per queued operation, written by the service, naming the device.
+    kind = action.split("_")[0]
+    busy_kind = "start" if ready == "stopped" else "stop"
+    assert sorted(AuditLog.objects.values_list("action", "target", "username")) == sorted(
+        [
+            (f"device_{busy_kind}", busy.pk, ""),
+            *[(f"device_{kind}", d.pk, "admin") for d in targets],
+        ]
+    )
