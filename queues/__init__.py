@@ -27,7 +27,8 @@ __all__ = ["job", "Priority", "PermanentError", "RateLimited", *sorted(_SERVICES
 
 
 def __getattr__(name: str) -> Any:
-    # Services import models, which need the app registry: load them on first use.
+    # Load order: services import models, which need the app registry; the public API
+    # must be importable before it (a settings or apps module): load them on first use.
     if name in _SERVICES:
         from queues import services
 

@@ -22,6 +22,7 @@ class QueuesConfig(AppConfig):
 
 def grant_operator_views(sender, using="default", **kwargs) -> None:
     """The read-only "operator" group may view every model, and do nothing else."""
+    # Load order: apps.py is imported before any model exists.
     from django.contrib.auth.models import Group, Permission
 
     group = Group.objects.using(using).filter(name="operator").first()

@@ -25,7 +25,11 @@ from functools import cache, partial
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
+from queues.redis_conn import client_for
 from queues.selectors import ALL_QUEUES, live_workers, serves
 
 logger = logging.getLogger("queues.doorbell")
@@ -76,7 +80,6 @@ def redis_enabled() -> bool:
 
 @cache
 def _redis_for(url: str):
-    from queues.redis_conn import client_for
 
     return client_for(url)
 
@@ -109,7 +112,6 @@ def current_list_key() -> str:
 
 
 def _package(queue_name: str) -> str:
-    from django_q.signing import SignedPackage
 
     return SignedPackage.dumps(
         {
@@ -214,8 +216,6 @@ def flush() -> None:
 
 
 def _ring_through_orm(names: list[str]) -> int:
-    from django_q.brokers import get_broker
-    from django_q.models import OrmQ
 
     routes = list(live_workers().values_list("list_key", "queues"))
     pushed = 0

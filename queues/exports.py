@@ -37,13 +37,15 @@ def export_path(job_id) -> Path:
 
 
 def _jobs_export(filters: dict) -> Export:
-    from queues.models import Job
-    from queues.selectors import filter_jobs
 
     allowed = {"queue", "status", "name", "q"}
     unknown = set(filters) - allowed
     if unknown:
         raise PermanentError(f"unknown filters for jobs: {sorted(unknown)}; use {sorted(allowed)}")
+    # Load order: apps register exports from their apps.py, before models exist.
+    from queues.models import Job
+    from queues.selectors import filter_jobs
+
     jobs = filter_jobs(Job.objects.all(), **filters).order_by("created_at")
     fields = [
         "id",

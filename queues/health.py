@@ -17,6 +17,7 @@ from django.utils import timezone
 from queues import doorbell
 from queues.models import Job, JobStatus, SchedulerHeartbeat
 from queues.selectors import live_workers, queues_without_worker, runnable_queue_names, serves
+from queues.services import enqueue
 
 SCHEDULER_STALE_SECONDS = 10
 
@@ -75,7 +76,6 @@ def _scheduler(now):
 
 
 def _canary(timeout: float):
-    from queues.services import enqueue
 
     job = enqueue("platform.echo", {"canary": True}, priority=1, attempts=1)
     deadline = time.monotonic() + timeout

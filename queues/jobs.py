@@ -3,7 +3,9 @@
 import time
 
 from queues.exceptions import PermanentError
+from queues.metrics import prune_buckets
 from queues.registry import job
+from queues.services import apply_retention as apply
 
 
 @job("platform.echo")
@@ -40,8 +42,6 @@ def fail(ctx, payload):
 @job("platform.apply-retention", queue="default", attempts=1)
 def apply_retention(ctx, payload):
     """Delete finished jobs past their queue's retention (enqueued by runscheduler)."""
-    from queues.metrics import prune_buckets
-    from queues.services import apply_retention as apply
 
     return {"removed": apply(), "buckets_pruned": prune_buckets()}
 

@@ -16,9 +16,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Sum
+from django.db.models import Count, F, Min
 from django.utils import timezone
 
+from queues.durations import duration_ms
 from queues.models import (
     HandlerStats,
     Job,
@@ -71,7 +72,7 @@ def record_outcomes(outcomes) -> None:
     for o in outcomes:
         if not o.counted:
             continue
-        ms = max(int((o.finished_at - o.started_at).total_seconds() * 1000), 0)
+        ms = duration_ms(o.started_at, o.finished_at)
         slot = 0 if o.status == JobStatus.COMPLETED else 1 if o.status == JobStatus.FAILED else 2
         minute = o.finished_at.replace(second=0, microsecond=0)
         for store, key in (
@@ -167,19 +168,6 @@ def refresh_snapshots(now: datetime | None = None) -> None:
                 "refreshed_at": now,
             },
         )
-
-
-def minute_series(*, since: datetime, queue_id: int | None = None) -> dict:
-    """Per-minute completed/failed since ``since`` (all queues, or one)."""
-    rows = QueueMinute.objects.filter(minute__gte=since)
-    if queue_id is not None:
-        rows = rows.filter(queue_id=queue_id)
-    return {
-        minute: (done, failed)
-        for minute, done, failed in rows.values("minute")
-        .annotate(done=Sum("completed"), failed=Sum("failed"))
-        .values_list("minute", "done", "failed")
-    }
 
 
 def prune_buckets(*, keep: timedelta = timedelta(hours=48)) -> int:

@@ -34,6 +34,7 @@ def send_on_commit(signal: Signal, items: list[dict]) -> None:
 
 
 def _send_all(signal: Signal, items: list[dict]) -> None:
+    # Load order: apps import these signals in their apps.py, before models exist.
     from queues.models import Job
 
     for item in items:

@@ -139,6 +139,8 @@ class PlatformTaskBackend(BaseTaskBackend):
         args: P.args,  # type: ignore[valid-type]
         kwargs: P.kwargs,  # type: ignore[valid-type]
     ) -> TaskResult[T]:
+        # Load order: the Tasks framework may load this backend while apps are loading
+        # (a tasks module imported at startup); services need the app registry.
         from queues.services import enqueue
 
         self.validate_task(task)
@@ -208,6 +210,7 @@ def _to_json(value: Any) -> Any:
 
 
 def _job_and_attempts(result_id: Any) -> tuple:
+    # Load order: as in enqueue above, models need the app registry.
     from queues.models import Job, JobAttempt
 
     try:

@@ -7,6 +7,9 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, SolarSchedule
 
+from queues.durations import duration_ms
+from queues.exceptions import EnqueueError
+from queues.services import validate_job
 from scheduling import services
 from scheduling.cron import ScheduleError
 from scheduling.models import ScheduledJob, ScheduleRun, ScheduleStatus
@@ -75,9 +78,6 @@ class ScheduledJobForm(forms.ModelForm):
                 "Choose exactly one of a cron string / crontab, an interval or a clocked time."
             )
         if data.get("handler"):
-            from queues.exceptions import EnqueueError
-            from queues.services import validate_job
-
             probe = ScheduledJob(**{k: v for k, v in data.items() if k in _PROBE_FIELDS})
             try:
                 validate_job(data["handler"], data.get("payload"), **services.job_options(probe))
@@ -107,10 +107,8 @@ class ScheduleRunInline(admin.TabularInline):
 
     @admin.display(description="Duration")
     def duration(self, run):
-        job = run.job
-        if job and job.started_at and job.finished_at:
-            return f"{(job.finished_at - job.started_at).total_seconds() * 1000:.0f} ms"
-        return "-"
+        ms = duration_ms(run.job.started_at, run.job.finished_at) if run.job else None
+        return "-" if ms is None else f"{ms} ms"
 
     def has_add_permission(self, request, obj=None):
         return False

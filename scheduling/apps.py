@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from queues.extensions import register_job_detail, register_panel, register_tick_hook
+
 
 class SchedulingConfig(AppConfig):
     name = "scheduling"
@@ -7,13 +9,11 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from queues.hooks import register_tick_hook
-        from scheduling.services import scheduler_tick
+        # These modules load models, which do not exist before ready().
+        from scheduling.selectors import schedule_of_job, schedules_due_panel
+        from scheduling.tick import scheduler_tick
 
         # runscheduler's loop fires due schedules on every tick.
         register_tick_hook(scheduler_tick)
-
-        from queues.dashboard import register_panel
-        from scheduling.selectors import schedules_due_panel
-
         register_panel(schedules_due_panel)
+        register_job_detail("created by schedule", schedule_of_job)

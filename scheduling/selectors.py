@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from scheduling.calendar import cron_expression, period, upcoming, zone_name
 from scheduling.cron import describe
@@ -38,6 +40,15 @@ def next_runs(schedule: ScheduledJob, count: int = 5, *, after: datetime | None 
 
 def run_history(schedule: ScheduledJob) -> QuerySet[ScheduleRun]:
     return schedule.runs.select_related("job").order_by("-due_at")
+
+
+def schedule_of_job(job) -> str | None:
+    """The job page's "created by schedule" row: a link to the schedule that enqueued it."""
+    run = ScheduleRun.objects.filter(job_id=job.pk).select_related("schedule").first()
+    if run is None:
+        return None
+    url = reverse("admin:scheduling_scheduledjob_change", args=[run.schedule_id])
+    return format_html('<a href="{}">{}</a> (due {})', url, run.schedule.name, run.due_at)
 
 
 def schedules_due_panel(now: datetime) -> dict:

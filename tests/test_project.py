@@ -1,5 +1,6 @@
 """Project-level checks: settings, migrations, lint, management commands."""
 
+import ast
 import json
 import os
 import subprocess
@@ -120,32 +121,110 @@ def test_enqueue_command_errors(args, message):
     assert Job.objects.count() == 0
 
 
-WORKER_SIDE = [
-    "queues.engine.runner",
-    "queues.engine.runtime",
-    "queues.engine.supervisor",
-    "queues.engine.maintenance",
-    "queues.engine.recovery",
-    "queues.engine.claim",
-    "queues.engine.finalize",
-    "django_q.cluster",
-    "django_q.worker",
-]
-
-
-def test_a_web_only_process_imports_no_worker_code():
+def test_a_web_only_process_imports_no_engine_code():
     """Producer/consumer separation: serving the admin and the API (and enqueueing) loads
-    none of the worker or scheduler modules."""
+    no module of queues.engine, and no django-q2 cluster or worker."""
     code = (
         "import os, sys\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'jobplatform.settings')\n"
         "from django.core.wsgi import get_wsgi_application\n"
         "app = get_wsgi_application()\n"
         "import jobplatform.urls\n"
+        "import django.contrib.admin\n"
         "from django.urls import get_resolver\n"
         "get_resolver().url_patterns\n"
-        f"print([m for m in {WORKER_SIDE!r} if m in sys.modules])\n"
+        "django.contrib.admin.site.get_urls()\n"
+        "print(sorted(m for m in sys.modules if m == 'queues.engine'\n"
+        "    or m.startswith(('queues.engine.', 'django_q.cluster', 'django_q.worker'))))\n"
     )
     result = run_python(code, DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+APPS = ("queues", "scheduling", "notifications", "devices", "jobplatform")
+DOMAINS = ("scheduling", "notifications", "devices")
+# Modules that may import the engine: the engine itself, and the commands that run it.
+ENGINE_USERS = (
+    "queues.engine",
+    "queues.runner",  # the one-release path for doorbell messages queued before the move
+    "queues.management.commands.runworker",
+    "queues.management.commands.runscheduler",
+)
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """Every module of the apps, with every module it imports (top level or in a
+    function), read from the source with ast."""
+    found: dict[str, set[str]] = {}
+    for app in APPS:
+        for path in sorted((ROOT / app).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            module = ".".join(parts)
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+            names: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom):
+                    base = node.module or ""
+                    if node.level:
+                        anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                        base = ".".join([*anchor, *([base] if base else [])])
+                    names.add(base)
+                    names.update(f"{base}.{alias.name}" for alias in node.names)
+            found[module] = names
+    return found
+
+
+def _layering_violations(imports: dict[str, set[str]]) -> list[str]:
+    def top(name: str) -> str:
+        return name.split(".")[0]
+
+    def within(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    problems = []
+    for module, names in sorted(imports.items()):
+        here = top(module)
+        for name in sorted(names):
+            there = top(name)
+            if here == "queues" and there in (*DOMAINS, "jobplatform"):
+                problems.append(f"{module} imports {name}: queues must not import {there}")
+            if here in DOMAINS and there in DOMAINS and there != here:
+                problems.append(f"{module} imports {name}: one domain app imports another")
+            if within(name, "queues.engine") and not any(within(module, u) for u in ENGINE_USERS):
+                problems.append(f"{module} imports {name}: only the worker side imports the engine")
+    return problems
+
+
+def test_the_layering_holds():
+    """queues imports no domain app and not jobplatform; domain apps do not import each
+    other; only the engine and the worker commands import queues.engine."""
+    imports = _module_imports()
+    assert {"queues.engine.runner", "scheduling.services", "devices.admin"} <= set(imports)
+    assert _layering_violations(imports) == []
+
+
+def test_the_layering_check_catches_each_kind_of_break():
+    # The check itself can fail: one made-up module per rule.
+    broken = {
+        "queues.api.views": {"jobplatform.api", "jobplatform.api.Conflict"},
+        "devices.services": {"scheduling.models"},
+        "queues.admin.jobs": {"queues.engine.runner", "queues.engine.runner.drain"},
+        "queues.engine.runner": {"queues.engine.claim"},
+        "queues.management.commands.runworker": {"queues.engine.supervisor"},
+        "scheduling.services": {"queues.services"},
+    }
+    problems = _layering_violations(broken)
+    assert problems == [
+        "devices.services imports scheduling.models: one domain app imports another",
+        "queues.admin.jobs imports queues.engine.runner: only the worker side imports the engine",
+        "queues.admin.jobs imports queues.engine.runner.drain: only the worker side imports "
+        "the engine",
+        "queues.api.views imports jobplatform.api: queues must not import jobplatform",
+        "queues.api.views imports jobplatform.api.Conflict: queues must not import jobplatform",
+    ]

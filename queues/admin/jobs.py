@@ -20,6 +20,7 @@ from queues.admin.common import (
     status_badge,
 )
 from queues.exports import export_path
+from queues.extensions import job_details
 from queues.models import Job, JobAttempt, JobLog, JobStatus
 from queues.registry import handler_names
 from queues.selectors import job_dependants, job_dependencies, payload_filter
@@ -103,7 +104,7 @@ class JobAdmin(admin.ModelAdmin):
         "traceback_text",
         "depends_on",
         "dependants",
-        "schedule",
+        "related",
         "download",
     ]
     readonly_fields = fields
@@ -164,7 +165,8 @@ class JobAdmin(admin.ModelAdmin):
         return format_html("<pre class='jp-json'>{}</pre>", last.traceback) if last else "-"
 
     def _links(self, jobs):
-        rows = [(f"../../{j.pk}/change/", j.name, j.status, str(j.pk)[:13]) for j in jobs]
+        change = "admin:queues_job_change"
+        rows = [(reverse(change, args=[j.pk]), j.name, j.status, str(j.pk)[:13]) for j in jobs]
         if not rows:
             return "-"
         return format_html_join(", ", '<a href="{}">{} ({}, {})</a>', rows)
@@ -202,19 +204,14 @@ class JobAdmin(admin.ModelAdmin):
             raise Http404("no export file for this job")
         return FileResponse(file.open("rb"), as_attachment=True, filename=f"export-{pk}.csv")
 
-    @admin.display(description="created by schedule")
-    def schedule(self, job):
-        # The scheduling app adds this reverse relation; queues does not import it.
-        runs = getattr(job, "schedule_runs", None)
-        run = runs.select_related("schedule").first() if runs is not None else None
-        if run is None:
+    @admin.display(description="related")
+    def related(self, job):
+        # Rows other apps register (scheduling: "created by schedule").
+        rows = [(label, render(job)) for label, render in job_details]
+        rows = [(label, html) for label, html in rows if html]
+        if not rows:
             return "-"
-        return format_html(
-            '<a href="/admin/scheduling/scheduledjob/{}/change/">{}</a> (due {})',
-            run.schedule_id,
-            run.schedule.name,
-            run.due_at,
-        )
+        return format_html_join("", "<div>{}: {}</div>", rows)
 
     # --- actions (each over everything selected, "select all" included) ----------------
 

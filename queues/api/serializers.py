@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from queues.exceptions import EnqueueError
 from queues.models import Job, JobAttempt, JobLog, JobStatus, Queue, Worker
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
 from queues.services.queues import CLEANABLE
+from queues.webhooks import check_webhook_url
 
 
 class AttemptOut(serializers.ModelSerializer):
@@ -102,8 +104,6 @@ class JobCreateIn(serializers.Serializer):
     webhook_url = serializers.URLField(required=False, max_length=500)
 
     def validate_webhook_url(self, value: str) -> str:
-        from queues.exceptions import EnqueueError
-        from queues.webhooks import check_webhook_url
 
         try:
             check_webhook_url(value)

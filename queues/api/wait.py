@@ -20,6 +20,7 @@ from rest_framework.authtoken.models import Token
 from queues.events import channel, job_event
 from queues.exceptions import JobNotFound
 from queues.models import FINAL_STATUSES
+from queues.redis_conn import async_client_for
 from queues.selectors import get_job
 
 MAX_TIMEOUT = 60.0
@@ -85,8 +86,6 @@ async def job_wait(request, pk):
         return JsonResponse({"detail": str(exc)}, status=404)
     if final or timeout == 0:
         return JsonResponse(state, status=200 if final else 408)
-
-    from queues.redis_conn import async_client_for
 
     client = async_client_for(settings.REDIS_URL)
     pubsub = client.pubsub()

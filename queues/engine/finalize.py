@@ -17,6 +17,7 @@ from django.db.models.functions import Concat
 
 from queues import doorbell, signals
 from queues.bulk import copy_rows
+from queues.durations import duration_ms
 from queues.engine.outcomes import Outcome, clean_text
 from queues.metrics import record_outcomes
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
@@ -222,14 +223,13 @@ def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None)
                 f"this attempt no longer owned the job (now {status_now}); "
                 f"discarded its outcome ({ran})"
             )
-    duration = o.finished_at - o.started_at
     return JobAttempt(
         job_id=o.job.id,
         number=o.job.attempt,
         worker=worker,
         started_at=o.started_at,
         finished_at=o.finished_at,
-        duration_ms=max(int(duration.total_seconds() * 1000), 0),
+        duration_ms=duration_ms(o.started_at, o.finished_at),
         outcome=outcome,
         error=error,
         traceback=o.traceback,

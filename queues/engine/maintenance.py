@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from queues import doorbell
 from queues.engine.recovery import recover_stalled
-from queues.hooks import tick_hooks
+from queues.extensions import tick_hooks
 from queues.metrics import refresh_snapshots
 from queues.models import Job, JobStatus, SchedulerHeartbeat
 from queues.selectors import runnable_queue_names

@@ -18,6 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from queues import doorbell, signals
+from queues.durations import duration_ms
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -127,7 +128,7 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
                 worker=row["worker"],
                 started_at=started,
                 finished_at=now,
-                duration_ms=max(int((now - started).total_seconds() * 1000), 0),
+                duration_ms=duration_ms(started, now),
                 outcome=AttemptOutcome.STALLED,
                 error=error,
             )

@@ -27,9 +27,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import django_q.cluster
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.cluster import Sentinel
+from django_q.conf import Conf
 
 from queues import doorbell
 from queues.engine import runtime
@@ -66,7 +70,6 @@ def descendants(pid: int) -> list[int]:
 
 
 def _make_sentinel_class():
-    from django_q.cluster import Sentinel
 
     class PlatformSentinel(Sentinel):
         """django-q2's sentinel, deaf to SIGTERM (django-q2 #346): stopping is the
@@ -102,9 +105,6 @@ class Supervisor:
     # --- cluster lifecycle ------------------------------------------------------------
 
     def _start_cluster(self) -> None:
-        import django_q.cluster
-        from django_q.brokers import get_broker
-        from django_q.conf import Conf
 
         Conf.WORKERS = self.workers
         # Doorbell messages are cheap and say only "drain queue X": keep the prefetch small.

@@ -10,6 +10,7 @@ from datetime import datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from queues.durations import duration_ms
 from queues.exceptions import EnqueueError
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
 from queues.registry import get_handler
@@ -21,7 +22,7 @@ from scheduling.models import MisfirePolicy, ScheduledJob, ScheduleStatus
 from scheduling.selectors import describe_schedule, next_runs
 
 STATUS_NAMES = {"disabled": 0, "enabled": 1, "paused": 2}
-# Seed 002 writes these in camelCase; ``timeout`` is in milliseconds there, as timeout_ms.
+# Clients may write these in camelCase; ``timeout`` is then in milliseconds, as timeout_ms.
 ALIASES = {
     "handlerName": "handler",
     "cronExpression": "cron",
@@ -114,7 +115,7 @@ class ScheduleFieldsInput(StrictInput):
     retry_delay_ms = _ms(required=False)
     retryDelay = _ms(required=False, help_text="Alias of retry_delay_ms.")
     timeout_ms = _ms(required=False, min_value=1, help_text="Job timeout in milliseconds.")
-    timeout = _ms(required=False, min_value=1, help_text="Alias of timeout_ms (ms, as seed 002).")
+    timeout = _ms(required=False, min_value=1, help_text="Alias of timeout_ms (milliseconds).")
     status = StatusField(required=False)
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     end_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -162,7 +163,8 @@ class ScheduleFieldsInput(StrictInput):
 
 class ScheduleCreateInput(ScheduleFieldsInput):
     """A new schedule: a handler and exactly one of cron (+ timezone), every (+ period) or
-    run_at. camelCase names of seed 002 are accepted as aliases."""
+    run_at. The camelCase names of ALIASES (handlerName, cronExpression, ...) are accepted
+    too."""
 
     name = serializers.CharField(max_length=128)
     handler = serializers.CharField(
@@ -276,6 +278,4 @@ class ScheduleRunOut(serializers.Serializer):
 
     def get_duration_ms(self, run) -> int | None:
         job = run.job
-        if job is None or job.started_at is None or job.finished_at is None:
-            return None
-        return round((job.finished_at - job.started_at).total_seconds() * 1000)
+        return duration_ms(job.started_at, job.finished_at) if job is not None else None

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django_q.conf import Conf
 
 from queues.engine.supervisor import Supervisor
 from queues.models import Queue
@@ -19,7 +20,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, queues: str, workers: int | None, **options):
-        from django_q.conf import Conf
 
         names = sorted({q.strip() for q in queues.split(",") if q.strip()})
         if names:
