@@ -76,8 +76,8 @@ def _clean_platform_state(request):
         from django.apps import apps
 
         # Transactional tests flush every table, the migrated queues included.
-        seed = importlib.import_module("queues.migrations.0002_default_queues")
-        seed.create_queues(apps, None)
+        initial = importlib.import_module("queues.migrations.0002_default_queues")
+        initial.create_queues(apps, None)
     yield
 
 

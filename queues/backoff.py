@@ -1,4 +1,4 @@
-"""Retry delay math. Backoff is written as the seeds write it (milliseconds):
+"""Retry delay math. Backoff is written in milliseconds, as Bull writes it:
 ``{"type": "exponential", "delay": 2000, "max_delay": 60000}`` gives 2 s, 4 s, 8 s, ...
 ``{"type": "fixed", "delay": 5000}`` gives 5 s every time."""
 

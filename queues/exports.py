@@ -1,4 +1,4 @@
-"""Data exports (seed 000/001's ``data-export`` queue): a registry of exportable data and
+"""Data exports (the ``data-export`` queue): a registry of exportable data and
 the ``export-data`` handler that streams it to a CSV file, with progress by rows. Other
 apps register what they can export (devices do), so queues imports none of them."""
 

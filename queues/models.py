@@ -6,7 +6,7 @@ from queues.priority import MAX_PRIORITY, MIN_PRIORITY, Priority
 
 
 def default_backoff() -> dict:
-    # Seed 001's defaultJobOptions: exponential, starting at 2 s.
+    # The default retry backoff: exponential, starting at 2 s.
     return {"type": "exponential", "delay": 2000}
 
 
@@ -209,7 +209,7 @@ class Job(models.Model):
 
 
 class JobDependency(models.Model):
-    """``job`` may start only when ``parent`` has finished (seed 003's flows)."""
+    """``job`` may start only when ``parent`` has finished (flows)."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
     parent = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependant_links")

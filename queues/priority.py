@@ -2,7 +2,7 @@ from enum import IntEnum
 
 
 class Priority(IntEnum):
-    """Job priorities as the seeds define them; a lower number runs first."""
+    """Job priorities, 1 (critical) to 10 (background); a lower number runs first."""
 
     CRITICAL = 1
     HIGH = 3

@@ -2,8 +2,8 @@
 per-handler counters, queue snapshots, worker and scheduler heartbeats), so it is the
 same whichever web process answers and however many workers and hosts there are.
 
-Names follow seed 001 (``bull_jobs_total``, ``bull_job_duration_seconds``,
-``bull_queue_depth``) with the ``jobplatform_`` prefix.
+Names follow the Bull exporter's (``bull_jobs_total``, ``bull_job_duration_seconds``,
+``bull_queue_depth``) with the ``jobplatform_`` prefix, so existing dashboards map over.
 """
 
 from __future__ import annotations

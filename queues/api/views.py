@@ -75,7 +75,7 @@ class QueueViewSet(ViewSet):
     # Not named "list": the answer is one object (queues + summary), not an array.
     @extend_schema(
         responses=QueueSummary,
-        summary="Every queue with counts (seed 001 status)",
+        summary="Every queue with its job counts by status",
         operation_id="queues_list",
     )
     def overview(self, request):

@@ -1,4 +1,4 @@
-"""The task gateway's long-poll (seed 004): ``GET /api/v1/jobs/{id}/wait/?timeout=30``.
+"""The task gateway's long-poll: ``GET /api/v1/jobs/{id}/wait/?timeout=30``.
 
 An async view: a waiting client holds no thread and no database connection, only a Redis
 pub/sub subscription. It answers as soon as the job reaches a final state (200), or with

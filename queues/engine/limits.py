@@ -1,5 +1,5 @@
-"""Keyed rate limits shared by every worker on every host (seed 001: 10 SMS per phone per
-minute). Fixed windows in Redis (one Lua call) or, without Redis, in the database.
+"""Keyed rate limits shared by every worker on every host (e.g. at most 10 SMS per phone
+number per minute). Fixed windows in Redis (one Lua call) or, without Redis, in the database.
 
 A handler calls ``ctx.rate_limit(key, limit=10, per=60)``; when the window is exhausted
 it raises ``RateLimited`` and the job is put back as ``delayed`` until the window ends,

@@ -1,6 +1,7 @@
 from django.db import migrations
 
-# The default queue and seed 001's eight queues, with the priority each seed gives its work.
+# The default queue and the eight work queues (email, sms, notification, device operations,
+# exports, reports, images, logs), each with the priority its work needs.
 QUEUES = [
     ("default", "Jobs that name no queue.", 5),
     ("email", "Email: single, batch and scheduled messages.", 5),
