@@ -19,6 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import django
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -119,9 +125,6 @@ def setup_django() -> None:
         DJANGO_SETTINGS_MODULE="jobplatform.settings",
     )
     sys.path.insert(0, str(ROOT))
-    import django
-    from django.core.management import call_command
-
     django.setup()
     call_command("migrate", verbosity=0)
 
@@ -135,16 +138,12 @@ def timed(label: str, func, *args):
 
 def execute(sql: str, params=None, *, fetch: bool = False):
     """Run one statement: the first column of its first row if ``fetch``, else rowcount."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()[0] if fetch else cursor.rowcount
 
 
 def load(rows: int, reuse: bool, shuffled: bool) -> None:
-    from django.db import connection
-
     existing = execute("SELECT count(*) FROM queues_job", fetch=True)
     if reuse and existing >= rows:
         print(f"Reusing {existing:,} jobs (--reuse).")
@@ -169,6 +168,7 @@ def load(rows: int, reuse: bool, shuffled: bool) -> None:
 
 
 def time_refresh_snapshots() -> None:
+    # queues.metrics imports models: only after django.setup().
     from queues.metrics import refresh_snapshots
 
     runs = []
@@ -180,8 +180,8 @@ def time_refresh_snapshots() -> None:
 
 
 def make_client():
+    # User is a model: only after django.setup().
     from django.contrib.auth.models import User
-    from django.test import Client
 
     user = User.objects.filter(username="bench-admin").first()
     if user is None:
@@ -192,6 +192,7 @@ def make_client():
 
 
 def pages() -> list[tuple[str, str]]:
+    # Models load only after django.setup().
     from queues.models import Job, Queue
 
     email = Queue.objects.get(name="email").pk
@@ -210,9 +211,6 @@ def pages() -> list[tuple[str, str]]:
 
 
 def measure(client, url: str) -> dict:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     for _ in range(WARMUPS):
         response = client.get(url)
         if response.status_code != 200:
@@ -243,8 +241,6 @@ def explain_slowest(name: str, r: dict) -> None:
     if not sql.lstrip().upper().startswith("SELECT"):
         print("(not a SELECT: not explained)")
         return
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
         plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -19,8 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import django
+from django.core.management import call_command
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.run import ensure_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -74,14 +79,10 @@ def main() -> None:
         DJANGO_SETTINGS_MODULE="jobplatform.settings",
     )
     os.environ.update(env)
-    from bench.run import ensure_database
-
     ensure_database(env["DATABASE_URL"])
-    import django
-
     django.setup()
+    # Models load only after django.setup() with the settings set just above.
     from django.contrib.auth.models import User
-    from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
     from queues import enqueue

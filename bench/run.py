@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psycopg
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = [
     "platform",
@@ -32,8 +35,6 @@ SCENARIOS = [
 
 
 def ensure_database(url: str) -> None:
-    import psycopg
-
     parsed = urlparse(url)
     name = parsed.path.lstrip("/")
     with psycopg.connect(
@@ -58,8 +59,6 @@ def main() -> None:
     )
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
     ensure_database(db_url)
-    import redis
-
     redis.Redis.from_url(redis_url).flushdb()
     env = os.environ.copy()
     env.update(

@@ -17,7 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
+
+import django
+import redis
+from django.db import connection
+from django.utils import timezone
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL = 0.02
@@ -97,6 +103,7 @@ def run_scaling(jobs: int) -> dict:
 
 def run_platform(jobs: int, runworkers: int = 1) -> dict:
     _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
     from queues import enqueue, enqueue_many
     from queues.models import Job, JobAttempt, JobStatus, Worker
 
@@ -132,19 +139,16 @@ def run_platform(jobs: int, runworkers: int = 1) -> dict:
 
 
 def _counter():
-    import redis
-
     client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
     client.delete("bench:done")
     return lambda: int(client.get("bench:done") or 0)
 
 
 def run_q2(jobs: int, save_limit: int) -> dict:
-    import django
-
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_q2"
     os.environ["BENCH_Q2_SAVE_LIMIT"] = str(save_limit)
     django.setup()
+    # Models load only after django.setup() with this scenario's settings.
     from django_q.brokers import get_broker
     from django_q.models import OrmQ, Task  # noqa: F401
     from django_q.tasks import async_task
@@ -171,6 +175,7 @@ def run_q2(jobs: int, save_limit: int) -> dict:
 
 
 def run_celery(jobs: int) -> dict:
+    # bench.celery_app reads BENCH_REDIS_URL at import; only the Celery peer needs it.
     from bench.celery_app import app, noop
 
     app.connection_for_write().default_channel.client.delete("bench")
@@ -214,14 +219,9 @@ def run_celery(jobs: int) -> dict:
 def run_schedule_lateness(firings: int) -> dict:
     """Fire lateness of schedules through one runscheduler: 10 interval schedules every
     second, staggered by 100 ms, until ``firings`` runs happened."""
-    import django
-
     os.environ["DJANGO_SETTINGS_MODULE"] = "jobplatform.settings"
     django.setup()
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+    # Models load only after django.setup() with this scenario's settings.
     from queues.models import Job
     from scheduling import services
     from scheduling.models import ScheduledJob, ScheduleRun
@@ -258,12 +258,9 @@ def run_schedule_lateness(firings: int) -> dict:
 def _platform_setup():
     """Django for the platform, with empty job tables (truncated, so earlier scenarios'
     dead rows do not slow this one down)."""
-    import django
-
     os.environ["DJANGO_SETTINGS_MODULE"] = "jobplatform.settings"
     django.setup()
-    from django.db import connection
-
+    # Models load only after django.setup() with this scenario's settings.
     from queues.models import Worker
 
     with connection.cursor() as cursor:
@@ -277,6 +274,7 @@ def run_enqueue(jobs: int) -> dict:
     """Enqueue rates, no workers running: platform single and bulk, django-q2 async_task
     (shared broker), Celery delay."""
     _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
     from queues import enqueue, enqueue_many
 
     single = min(jobs, 3000)
@@ -295,6 +293,7 @@ def run_enqueue(jobs: int) -> dict:
         )
     platform_bulk = bulk / (time.perf_counter() - t0)
 
+    # django_q.tasks loads django-q2's models: only after django.setup().
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
@@ -305,6 +304,7 @@ def run_enqueue(jobs: int) -> dict:
     q2_single = single / (time.perf_counter() - t0)
     broker.purge_queue()
 
+    # bench.celery_app reads BENCH_REDIS_URL at import; only the Celery peer needs it.
     from bench.celery_app import app, noop
 
     t0 = time.perf_counter()
@@ -324,6 +324,7 @@ def run_enqueue(jobs: int) -> dict:
 def run_pickup(samples: int) -> dict:
     """Idle pickup latency: one job at a time into an idle worker; enqueue -> handler start."""
     _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
     from queues import enqueue
     from queues.models import Job, JobAttempt, Worker
 
@@ -354,6 +355,7 @@ def run_pickup(samples: int) -> dict:
 
 
 def _rss_kb(pid: int) -> int:
+    # The supervisor module imports queues.models: only after django.setup().
     from queues.engine.supervisor import descendants
 
     total = 0
@@ -370,6 +372,7 @@ def _rss_kb(pid: int) -> int:
 def run_rss(jobs: int) -> dict:
     """Worker RSS (runworker and all its processes) after 1,000 jobs and after ``jobs``."""
     _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
     from queues import enqueue_many
     from queues.models import Job, Worker
 

@@ -1,5 +1,9 @@
 from django.apps import AppConfig
 
+from queues import signals
+from queues.exceptions import PermanentError
+from queues.exports import Export, register_export
+
 QUEUE = "device-operation"
 
 
@@ -9,23 +13,17 @@ class DevicesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from queues import signals
-
         # Jobs that end without their handler finishing the operation (cancelled while
         # waiting, failed after stalls) release their device here.
         for name in ("job_cancelled", "job_failed", "job_stalled"):
             getattr(signals, name).connect(sync_operation, dispatch_uid=f"devices.{name}")
-
-        from queues.exports import register_export
-
         register_export("devices", devices_export)
 
 
 def devices_export(filters: dict):
     """Devices to CSV for the ``export-data`` job (``{"kind": "devices"}``)."""
+    # apps.py is imported while the app registry is still loading, before models exist.
     from devices.models import Device
-    from queues.exceptions import PermanentError
-    from queues.exports import Export
 
     allowed = {"status", "owner"}
     unknown = set(filters) - allowed
@@ -56,6 +54,7 @@ def devices_export(filters: dict):
 def sync_operation(sender, *, job_id, queue, **kwargs) -> None:
     if queue != QUEUE or kwargs.get("final") is False:
         return
+    # devices.services imports models, which apps.py cannot do at import time.
     from devices.services import sync_with_job
 
     sync_with_job(job_id=job_id, error=kwargs.get("error") or "")

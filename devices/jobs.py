@@ -1,21 +1,21 @@
-"""Seed 001's DeviceOperationProcessor: one handler per operation, on ``device-operation``
-at HIGH priority, each a fixed sequence of steps.
+"""Device operations: one handler per operation, on ``device-operation`` at HIGH
+priority, each a fixed sequence of steps.
 
-Payload (seed 001's ``DeviceOperationJobData``): ``{"deviceId": str, "operation": kind
+Payload: ``{"deviceId": str, "operation": kind
 (optional), "userId": str (optional), "params": {...}}``; install-app adds ``packageName``
 and ``apkUrl``, uninstall-app ``packageName``. Start reads ``params.resolution`` and
 ``params.dpi``; the simulated provider reads ``params.fail_at``.
 
 Steps and progress (a step reports its progress, logs ``[pct%] label`` and then does
-its work, as seed 001's processor does; 100 is reported when every step is done):
+its work; 100 is reported when every step is done):
 
-- start-device (seed 001): 10 check status, 30 allocate resources, 50 start container,
+- start-device: 10 check status, 30 allocate resources, 50 start container,
   70 initialize configuration, 90 verify ready
 - stop-device: 10 check status, 50 stop container, 90 release resources
 - restart-device: 10 check status, 30 stop container, 60 start container, 90 verify ready
 - reset-device (factory state, ends stopped): 10 check status, 30 stop container,
   60 wipe data, 90 release resources
-- install-app (seed 001): 20 download, 40 verify APK, 60 push, 80 install, 95 verify
+- install-app: 20 download, 40 verify APK, 60 push, 80 install, 95 verify
   installation (the device must be running: checked before the first step)
 - uninstall-app: 10 check status and package, 50 uninstall, 90 verify removal
 
@@ -236,7 +236,7 @@ def run_operation(ctx, payload: Any, kind: OperationKind) -> dict | None:
     label = "before the first step"
     try:
         if kind == OperationKind.INSTALL:
-            run.enter()  # seed 001's install has no check step: refuse before downloading
+            run.enter()  # install's steps start at download: check the device before it
         for step in FLOWS[kind]:
             label = step.label
             if ctx.is_cancelled():
@@ -285,7 +285,8 @@ def run_operation(ctx, payload: Any, kind: OperationKind) -> dict | None:
 
 @job("start-device", queue=QUEUE, priority=Priority.HIGH)
 def start_device(ctx, payload):
-    """Seed 001: check, allocate, start the container, configure, verify (10..90, 100)."""
+    """Check 10 %, allocate 30 %, start the container 50 %, configure 70 %, verify 90 %,
+    done 100 %."""
     return run_operation(ctx, payload, OperationKind.START)
 
 
@@ -306,7 +307,8 @@ def reset_device(ctx, payload):
 
 @job("install-app", queue=QUEUE, priority=Priority.HIGH)
 def install_app(ctx, payload):
-    """Seed 001: download, verify, push, install, verify installation (20..95, 100)."""
+    """Download 20 %, verify the APK 40 %, push 60 %, install 80 %, verify the installation
+    95 %, done 100 %."""
     return run_operation(ctx, payload, OperationKind.INSTALL)
 
 

@@ -1,8 +1,8 @@
 """Devices (cloud Android instances) and the history of operations run on them.
 
 A device changes state only through an operation: a ``DeviceOperation`` row written when
-the operation is requested, run by a job on the ``device-operation`` queue (seed 001's
-DeviceOperationProcessor) that reports its step progress here and on the job.
+the operation is requested, run by a job on the ``device-operation`` queue (devices/jobs.py)
+that reports its step progress here and on the job.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def refusal(device: Device, kind: str, *, package_name: str = "") -> str | None:
 
 
 def clean_params(params: Any) -> dict:
-    """Seed 001's start params: ``resolution`` ("1080x1920") and ``dpi``; other keys pass
+    """Start params: ``resolution`` ("1080x1920") and ``dpi``; other keys pass
     through to the provider."""
     if params is None:
         return {}

@@ -57,8 +57,8 @@ class ProviderError(Exception):
 
 
 class DeviceProvider(Protocol):
-    """The operations seed 001's device steps need. Every method raises ``ProviderError``
-    on failure and may take as long as the real work takes."""
+    """The operations the device steps (``FLOWS`` in devices/jobs.py) need. Every method
+    raises ``ProviderError`` on failure and may take as long as the real work takes."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, params: Mapping[str, Any]) -> Any:

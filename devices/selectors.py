@@ -11,7 +11,7 @@ from queues.models import Job
 
 
 def devices_with_operation(*, status: str | None = None) -> QuerySet[Device]:
-    """Devices with their current operation and, from its job, seed 001's polling fields
+    """Devices with their current operation and, from its job, the fields a client polls
     (state, attempts made): one query for any number of devices."""
     job = Job.objects.filter(pk=OuterRef("current_operation__job_id"))
     devices = Device.objects.select_related("current_operation", "owner").annotate(

@@ -17,6 +17,7 @@ from queues.exceptions import (
     JobNotFound,
     QueueNotFound,
 )
+from scheduling.cron import ScheduleError
 
 
 class Conflict(exceptions.APIException):
@@ -26,8 +27,6 @@ class Conflict(exceptions.APIException):
 
 
 def _domain_error(exc: Exception) -> exceptions.APIException | None:
-    from scheduling.cron import ScheduleError
-
     if isinstance(exc, JobNotFound | QueueNotFound | Http404):
         return exceptions.NotFound(str(exc) or "Not found.")
     if isinstance(exc, InvalidJobState):
@@ -107,7 +106,7 @@ def document_wait_endpoint(result, generator, request, public):
     result.setdefault("paths", {})["/api/v1/jobs/{id}/wait/"] = {
         "get": {
             "operationId": "jobs_wait",
-            "summary": "Wait for a job to finish (long-poll, seed 004)",
+            "summary": "Wait for a job to finish (long-poll)",
             "description": "Answers as soon as the job reaches a final state, or 408 with "
             "the current state when the timeout (seconds, at most 60) passes.",
             "tags": ["jobs"],

@@ -345,7 +345,8 @@ JOBPLATFORM = {
     "STALL_CHECK_INTERVAL": float(os.environ.get("STALL_CHECK_INTERVAL", "1")),
     # Seconds between refreshes of the per-queue counts the dashboard shows.
     "SNAPSHOT_INTERVAL": float(os.environ.get("SNAPSHOT_INTERVAL", "5")),
-    # Dashboard alert thresholds (seed 001).
+    # Dashboard alert thresholds: more than 1000 waiting, a failure rate over 5 %, an
+    # average run over 10 s, an oldest waiting job older than 60 s.
     "ALERT_WAITING": env_int("ALERT_WAITING", 1000),
     "ALERT_FAILURE_RATE": float(os.environ.get("ALERT_FAILURE_RATE", "0.05")),
     "ALERT_AVG_SECONDS": float(os.environ.get("ALERT_AVG_SECONDS", "10")),

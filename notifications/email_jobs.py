@@ -1,4 +1,4 @@
-"""Email handlers (seed 001): send-email, send-batch-email, send-scheduled-email.
+"""Email handlers: send-email, send-batch-email, send-scheduled-email.
 
 Flow: validate (10) -> send (30 -> 80) -> record (100). Each step is also a log line, so
 the job's history shows it.
@@ -90,8 +90,8 @@ def send_batch_email(ctx, payload):
 
 @job("send-push", queue="notification", attempts=3, backoff={"type": "exponential", "delay": 2000})
 def send_push(ctx, payload):
-    """Push notifications go through the configured push provider; only the development
-    provider exists so far: it records the notification in the job's log and result."""
+    """No push service is wired in, so nothing leaves the platform: the notification is
+    written to the job's log and returned as its result (``"provider": "log"``)."""
     to, title = payload.get("to"), payload.get("title", "")
     if not to:
         raise PermanentError("a push notification needs 'to' (a device or user token)")

@@ -1,5 +1,5 @@
-"""Email messages as seed 001 describes them: validate, build, send through Django's email
-backend (SMTP, console, file ... from the settings)."""
+"""Email messages: validate, build, send through Django's email backend (SMTP, console,
+file ... from the settings)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ def _attachment(item: Any, index: int) -> tuple[str, bytes, str]:
 
 
 def build(data: Any) -> EmailMultiAlternatives:
-    """A ready-to-send message from seed 001's EmailJobData; InvalidEmail if malformed."""
+    """A ready-to-send message from an email payload (``to``, ``subject``, ``text`` and/or
+    ``html``, optional ``cc``, ``bcc``, ``from``, ``attachments``); InvalidEmail if
+    malformed."""
     if not isinstance(data, dict):
         raise InvalidEmail("the email payload must be an object")
     to = addresses(data.get("to"), "to", required=True)

@@ -1,4 +1,4 @@
-"""Seed 001's QueueService for notifications, and the event fan-out (seeds 000/003)."""
+"""Enqueue notifications (email, SMS), and fan an event out to its subscriptions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.template import Context, Engine
 
 from notifications import mail
 from notifications.models import Channel, Subscription
+from notifications.sms import services as sms_services
 from queues import Priority, enqueue, enqueue_many
 from queues.exceptions import EnqueueError
 from queues.models import Job
@@ -72,28 +73,16 @@ def send_scheduled_email(
 
 
 def send_batch_email(messages: list[dict], *, priority: int = Priority.LOW) -> Job:
-    """One job sending every message in turn (seed 001: batch mail is LOW priority)."""
+    """One job sending every message in turn, at LOW priority by default."""
     if not isinstance(messages, list) or not messages:
         raise EnqueueError("messages must be a non-empty list")
     return enqueue("send-batch-email", {"emails": messages}, priority=priority)
 
 
-def send_sms(*args, **kwargs) -> Job:
-    from notifications.sms.services import send_sms as send
-
-    return send(*args, **kwargs)
-
-
-def send_verification_code(*args, **kwargs) -> Job:
-    from notifications.sms.services import send_verification_code as send
-
-    return send(*args, **kwargs)
-
-
-def send_batch_sms(*args, **kwargs) -> Job:
-    from notifications.sms.services import send_batch_sms as send
-
-    return send(*args, **kwargs)
+# The SMS sends live with the rest of SMS; these are the same functions under this module.
+send_sms = sms_services.send_sms
+send_verification_code = sms_services.send_verification_code
+send_batch_sms = sms_services.send_batch_sms
 
 
 def render(source: str, context: dict, *, html: bool = False) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import Options, get_description
 from croniter import CroniterBadDateError, croniter
 
 SUB_MINUTE_HINT = (
@@ -24,8 +25,8 @@ class ScheduleError(ValueError):
 
 
 def parse_cron(expression: str) -> str:
-    """Validate a 5-field cron expression (or seed 002's 6 fields with a seconds field of
-    0 first) and return it as 5 fields."""
+    """Validate a 5-field cron expression (or 6 fields whose first, a seconds field, is 0)
+    and return it as 5 fields."""
     if not isinstance(expression, str) or not expression.strip():
         raise ScheduleError("a cron expression is required, e.g. '0 2 * * *'")
     fields = expression.split()
@@ -85,8 +86,6 @@ def next_after(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
 
 def describe(expression: str) -> str:
     """Human-readable text, as django-celery-beat's admin shows it."""
-    from cron_descriptor import Options, get_description
-
     options = Options()
     options.use_24hour_time_format = True
     try:

@@ -10,7 +10,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 
 class ScheduleStatus(models.IntegerChoices):
-    # Seed 002 writes status as 1 = enabled, 0 = disabled, 2 = paused.
+    # The API takes and shows status as these integers: 1 = enabled, 0 = disabled, 2 = paused.
     DISABLED = 0, "Disabled"
     ENABLED = 1, "Enabled"
     PAUSED = 2, "Paused"

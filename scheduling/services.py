@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule
 
 from queues.exceptions import EnqueueError
+from queues.models import Queue
 from queues.services import enqueue, validate_job
 from scheduling.calendar import next_occurrence
 from scheduling.cron import ScheduleError, get_zone, parse_cron
@@ -131,8 +132,6 @@ def _status(value: Any) -> int:
 
 def validate_schedule(schedule: ScheduledJob, *, queue: str | None) -> None:
     """Refuse a definition that could not fire (handler, queue, options, dates)."""
-    from queues.models import Queue
-
     if queue is not None:
         schedule.queue = Queue.objects.filter(name=queue).first()
         if schedule.queue is None:
@@ -362,22 +361,3 @@ def seconds_until_next_due(now: datetime | None = None) -> float | None:
     if nxt is None:
         return None
     return max((nxt - now).total_seconds(), 0.0)
-
-
-_synced = False
-
-
-def scheduler_tick() -> float | None:
-    """The maintenance-loop hook: fire what is due, say when the next one is. The first
-    call in a process also syncs the system schedules declared in code."""
-    global _synced
-    if not _synced:
-        from scheduling.system import sync_system_schedules
-
-        try:
-            logger.info("system schedules: %s", sync_system_schedules())
-            _synced = True
-        except Exception:
-            logger.exception("could not sync the system schedules; retrying next tick")
-    fire_due()
-    return seconds_until_next_due()

@@ -1,6 +1,6 @@
-"""System schedules declared in code (seed 000's start-up jobs, seed 001's cleanup) and
-synced idempotently: ``manage.py sync_schedules``, which ``runscheduler`` also runs when it
-starts."""
+"""System schedules declared in code (the nightly cleanups, the hourly and daily job
+reports) and synced idempotently: ``manage.py sync_schedules``, which ``runscheduler``
+also runs when it starts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from queues.models import Queue
 from scheduling.calendar import next_occurrence
 from scheduling.models import ScheduledJob, ScheduleStatus
 from scheduling.services import create_schedule, crontab_for
@@ -29,27 +30,27 @@ SYSTEM_SCHEDULES = (
         "system.cleanup-expired-data",
         "system.cleanup-expired-data",
         "0 2 * * *",
-        "Seed 000: every day at 02:00, delete expired data (finished jobs past retention, "
+        "Every day at 02:00, delete expired data (finished jobs past retention, "
         "stale rate-limit windows and worker rows).",
     ),
     SystemSchedule(
         "system.cleanup-completed-jobs",
         "system.cleanup-completed-jobs",
         "0 2 * * *",
-        "Seed 001: every day at 02:00, clean completed jobs older than 24 hours.",
+        "Every day at 02:00, clean completed jobs older than 24 hours.",
     ),
     SystemSchedule(
         "system.hourly-report",
         "system.hourly-report",
         "0 * * * *",
-        "Seed 000: every hour, a report of the last hour's jobs per queue.",
+        "Every hour, a report of the last hour's jobs per queue.",
         queue="report-generation",
     ),
     SystemSchedule(
         "system.daily-report",
         "system.daily-report",
         "0 9 * * *",
-        "Seed 000: every day at 09:00, a report of the last day's jobs per queue.",
+        "Every day at 09:00, a report of the last day's jobs per queue.",
         queue="report-generation",
     ),
 )
@@ -87,8 +88,6 @@ def sync_system_schedules() -> dict[str, int]:
                 or existing.queue.name != spec.queue
             )
             if changed:
-                from queues.models import Queue
-
                 existing.handler = spec.handler
                 existing.crontab, existing.interval, existing.clocked = crontab, None, None
                 existing.description = spec.description

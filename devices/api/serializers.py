@@ -1,4 +1,4 @@
-"""Input and output shapes of the devices API (camelCase, as seed 001's payloads)."""
+"""Input and output shapes of the devices API (camelCase, like the job payloads)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ class OperationOut(serializers.ModelSerializer):
 
 
 class CurrentOperationOut(OperationOut):
-    """The operation plus seed 001's polling fields from its job."""
+    """The operation plus, from its job, what a client polls for: ``state`` and
+    ``attemptsMade``."""
 
     state = serializers.CharField(allow_null=True, help_text="The job's status.")
     attemptsMade = serializers.IntegerField(allow_null=True)  # noqa: N815
@@ -90,7 +91,7 @@ class AcceptedOut(serializers.Serializer):
 
 
 class StartInput(serializers.Serializer):
-    """Seed 001's start params (both optional: the device keeps its own)."""
+    """Start params: ``resolution`` and ``dpi`` (both optional: the device keeps its own)."""
 
     resolution = serializers.CharField(required=False, max_length=20, help_text="e.g. 1080x1920")
     dpi = serializers.IntegerField(required=False, min_value=MIN_DPI, max_value=MAX_DPI)

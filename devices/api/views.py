@@ -1,4 +1,4 @@
-"""Devices over HTTP: list, detail (seed 001's progress polling) and the six operations,
+"""Devices over HTTP: list, detail (polled for an operation's progress) and the six operations,
 each answered 202 with the job to poll. Thin views over ``devices.services``."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class StartDevice(_Operation):
     @extend_schema(
         request=s.StartInput,
         responses=RESPONSES,
-        summary="Start a stopped device (seed 001: check, allocate, container, configure, verify)",
+        summary="Start a stopped device (check, allocate, container, configure, verify)",
     )
     def post(self, request, pk: str):
         return super().post(request, pk)
@@ -152,7 +152,7 @@ class InstallApp(_Operation):
     @extend_schema(
         request=s.InstallInput,
         responses=RESPONSES,
-        summary="Install an APK on a running device (seed 001: download, verify, push, install)",
+        summary="Install an APK on a running device (download, verify, push, install, verify)",
     )
     def post(self, request, pk: str):
         return super().post(request, pk)

@@ -20,7 +20,7 @@ variable of the same name, else from the default below:
 ``SMS_TWILIO_ENDPOINT``                   ``https://api.twilio.com``
 ``SMS_TWILIO_ACCOUNT_SID`` / ``_AUTH_TOKEN``  account credentials
 ``SMS_TWILIO_FROM``                       sender number (E.164) or alphanumeric id
-``SMS_<PROVIDER>_TEMPLATES``              map of template names used in payloads (seed 001's
+``SMS_<PROVIDER>_TEMPLATES``              map of template names used in payloads (e.g.
                                           ``verification_code``) to the provider's template
                                           ids; a dict in settings, JSON in the environment
 ========================================  ====================================================

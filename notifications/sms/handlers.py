@@ -1,10 +1,9 @@
-"""SMS handlers (seed 001, section 3 "短信队列处理器"): send-sms, send-batch-sms,
-send-verification-code.
+"""SMS handlers: send-sms, send-batch-sms, send-verification-code.
 
-Payloads follow seed 001's ``SmsJobData``: ``phone``, ``message``, optional ``template``
+Payloads: ``phone``, ``message``, optional ``template``
 (a template name, mapped per provider by ``SMS_<PROVIDER>_TEMPLATES``), ``variables`` and
 ``provider`` (else ``SMS_PROVIDER``). Every message first uses one unit of its phone's
-shared limit, 10 per minute (seed 001's ``MAX_SMS_PER_MINUTE``): past it the job waits
+shared limit, 10 per minute: past it the job waits
 (``delayed``) for the window to end without using an attempt.
 """
 
@@ -24,14 +23,14 @@ from queues.models import Job
 
 PER_PHONE_LIMIT = 10
 PER_PHONE_WINDOW = 60  # seconds
-# Seed 001's defaultJobOptions.
-SEED_RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 2000}}
+# Every SMS job: 3 attempts, exponential backoff from 2 s.
+SMS_RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 2000}}
 MAX_BATCH = 1000
-# Seed 001's handleSendVerificationCode, word for word.
+# The verification text when no provider template is used.
 VERIFICATION_MESSAGE = "Your verification code is: {code}. Valid for {expires_in} minutes."
 VERIFICATION_TEMPLATE = "verification_code"
 DEFAULT_EXPIRES_IN = 5  # minutes
-RETRY_DEFERRED_AFTER = 2  # seconds: the first step of the seed's backoff
+RETRY_DEFERRED_AFTER = 2  # seconds: the first step of SMS_RETRY's backoff
 
 
 def phone_limit_key(phone: str) -> str:
@@ -97,7 +96,7 @@ def _message_fields(item: dict[str, Any], defaults: dict[str, Any] | None = None
     }
 
 
-@job("send-sms", queue="sms", priority=Priority.NORMAL, timeout=30, **SEED_RETRY)
+@job("send-sms", queue="sms", priority=Priority.NORMAL, timeout=30, **SMS_RETRY)
 def send_sms(ctx, payload):
     """``{"phone", "message", "template"?, "variables"?, "provider"?}``."""
     ctx.progress(10)
@@ -109,9 +108,9 @@ def send_sms(ctx, payload):
     return {"phone": fields["phone"], **sent}
 
 
-@job("send-verification-code", queue="sms", priority=Priority.CRITICAL, timeout=30, **SEED_RETRY)
+@job("send-verification-code", queue="sms", priority=Priority.CRITICAL, timeout=30, **SMS_RETRY)
 def send_verification_code(ctx, payload):
-    """``{"phone", "code", "expiresIn"? (minutes, 5), "provider"?}``: seed 001's message
+    """``{"phone", "code", "expiresIn"? (minutes, 5), "provider"?}``: VERIFICATION_MESSAGE
     and template ``verification_code`` with variables ``code`` and ``expiresIn``."""
     ctx.progress(10)
     payload = _mapping(payload, "payload")
@@ -145,11 +144,11 @@ def _refuse_expired(ctx, expires_in: int) -> None:
         )
 
 
-@job("send-batch-sms", queue="sms", priority=Priority.NORMAL, **SEED_RETRY)
+@job("send-batch-sms", queue="sms", priority=Priority.NORMAL, **SMS_RETRY)
 def send_batch_sms(ctx, payload):
     """``{"messages": [{"phone", "message"?, "template"?, "variables"?}, ...], "message"?,
     "template"?, "variables"?, "provider"?}`` (item fields override the batch's), or
-    seed 001's ``{"phone": [...], "message"}``.
+    ``{"phone": [...], "message"}`` (one message to many numbers).
 
     Messages are sent one after another. Each gets an outcome in the result: ``sent``,
     ``failed`` (a permanent error: bad number, refused by the provider) or ``deferred``

@@ -1,4 +1,4 @@
-"""Phone numbers: E.164 (``+447700900123``) or seed 001's mainland mobile (``13800138000``)."""
+"""Phone numbers: E.164 (``+447700900123``) or a mainland China mobile (``13800138000``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Enqueue SMS (seed 001's ``QueueService.sendSms``, ``sendVerificationCode`` and
-``sendBatchSms``). Each returns the enqueued ``Job``; ``options`` are ``enqueue``'s
-(``delay``, ``run_at``, ``priority``, ``unique_key``, ``webhook_url``...).
+"""Enqueue SMS: one message, a verification code, a batch. Each returns the enqueued
+``Job``; ``options`` are ``enqueue``'s (``delay``, ``run_at``, ``priority``,
+``unique_key``, ``webhook_url``...).
 
     send_sms("13800138000", "Your order has been shipped", provider="aliyun")
     job = send_verification_code("13800138000")   # code in job.payload["code"]
@@ -61,7 +61,7 @@ def send_sms(
 
 
 def generate_code() -> str:
-    """Six digits, 100000 to 999999 as seed 001 draws them, from a CSPRNG."""
+    """Six digits, 100000 to 999999, from a CSPRNG."""
     return str(100000 + secrets.randbelow(900000))
 
 
@@ -75,7 +75,7 @@ def send_verification_code(
 ) -> Job:
     """Enqueue ``send-verification-code`` (queue ``sms``, CRITICAL) with ``code`` or a
     fresh six-digit one; the caller reads it from ``job.payload["code"]`` to store it
-    (seed 001 keeps it in Redis for ``expires_in`` minutes)."""
+    (e.g. in Redis for ``expires_in`` minutes) and check what the user types."""
     normalize_phone(phone)
     code = generate_code() if code is None else check_code(code)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
@@ -97,7 +97,7 @@ def send_batch_sms(
     **options: Any,
 ) -> Job:
     """Enqueue one ``send-batch-sms`` job: ``recipients`` are phone numbers (all sent
-    ``message``) or seed 001's ``{"phone", "message"}`` items. Numbers are checked when
+    ``message``) or ``{"phone", "message"}`` items. Numbers are checked when
     the batch runs: a bad one is reported in the result and the others are still sent."""
     if isinstance(recipients, str) or not recipients:
         raise InvalidSmsPayload("recipients must be a non-empty list")

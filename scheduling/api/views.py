@@ -1,4 +1,4 @@
-"""Schedules over HTTP (seed 002's scheduled-jobs API): thin views over the same services
+"""Schedules over HTTP (list, create, read, change, delete): thin views over the same services
 as the admin."""
 
 from __future__ import annotations
