@@ -3,7 +3,7 @@ admin and the API all count it the same way."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 def duration_ms(started_at: datetime | None, finished_at: datetime | None) -> int | None:
@@ -11,4 +11,5 @@ def duration_ms(started_at: datetime | None, finished_at: datetime | None) -> in
     None when either is missing."""
     if started_at is None or finished_at is None:
         return None
-    return max(int((finished_at - started_at).total_seconds() * 1000), 0)
+    # Integer division of timedeltas: exact, where float seconds * 1000 can lose 1 ms.
+    return max((finished_at - started_at) // timedelta(milliseconds=1), 0)

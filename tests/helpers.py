@@ -1,4 +1,5 @@
-"""Helpers for tests that cross processes: poll with a deadline, run manage.py commands."""
+"""Helpers shared by the tests: poll with a deadline, run manage.py commands, skip (or
+fail under CI) when a tool is missing, API clients, a frozen clock and the ledger's state."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -64,12 +68,15 @@ class Processes:
         """A manage.py command."""
         return self.start_command([str(ROOT / "manage.py"), *args], **env)
 
-    def start_command(self, argv: list[str], **env: str) -> subprocess.Popen:
-        """``python <argv>`` with this run's database and Redis."""
-        name = argv[1] if argv[0] == "-m" else Path(argv[0]).stem
+    def start_command(
+        self, argv: list[str], *, prefix: tuple[str, ...] = (), name: str = "", **env: str
+    ) -> subprocess.Popen:
+        """``python <argv>`` with this run's database and Redis; ``prefix`` runs it under
+        another command (e.g. ``ip netns exec NS``), ``name`` names its log file."""
+        name = name or (argv[1] if argv[0] == "-m" else Path(argv[0]).stem)
         log = open(self.tmp_path / f"{name}-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, *argv],
+            [*prefix, sys.executable, *argv],
             cwd=ROOT,
             env=subprocess_env(**env),
             stdout=log,
@@ -124,3 +131,64 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Something a test needs is missing here: skip it, except under CI (``CI=true``),
+    where the test must run, so it fails."""
+    if in_ci():
+        pytest.fail(f"cannot run under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def token_client(user):
+    """An API client that sends ``user``'s token, as a real client would."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def active_worker_pid(job, *, timeout: float = 30, message: str = "") -> int:
+    """Wait until ``job`` is active; the pid of the worker process that holds it."""
+    from queues.models import Job, JobStatus
+
+    worker = wait_for(
+        lambda: (
+            Job.objects.filter(pk=job.pk, status=JobStatus.ACTIVE)
+            .values_list("worker", flat=True)
+            .first()
+        ),
+        timeout=timeout,
+        message=message or f"job {job.pk} to become active",
+    )
+    return int(worker.rsplit(":", 1)[1])
+
+
+def freeze_clock(monkeypatch, instant: datetime) -> datetime:
+    """Stop ``django.utils.timezone.now`` at ``instant`` for the rest of the test (every
+    thread, the live server's included). Code that buckets by the minute or computes
+    "the next run after now" then sees one instant, whenever the test runs."""
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: instant)
+    return instant
+
+
+def rows(*models) -> dict[str, list[dict]]:
+    """Every row of each model, every column, in primary-key order."""
+    return {m._meta.label: list(m.objects.order_by("pk").values()) for m in models}
+
+
+def ledger_state(*models) -> dict[str, list[dict]]:
+    """What a refused request must leave as it was: queues, jobs (status, attempts,
+    payload...), their attempts, logs and dependencies, the audit log, and ``models``."""
+    from queues.models import AuditLog, Job, JobAttempt, JobDependency, JobLog, Queue
+
+    return rows(Queue, Job, JobAttempt, JobLog, JobDependency, AuditLog, *models)

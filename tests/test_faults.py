@@ -16,7 +16,7 @@ from django.db import OperationalError, connection
 from queues import cancel_job, enqueue, enqueue_many
 from queues.engine.supervisor import descendants
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue, Worker
-from tests.helpers import alive, free_port, wait_for
+from tests.helpers import active_worker_pid, alive, free_port, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -37,19 +37,6 @@ def start_platform(processes, *, workers=1, scheduler=True, **env):
         processes.start("runscheduler", **FAST, **env)
     wait_for(Worker.objects.exists, timeout=30, message="the worker to register")
     return worker
-
-
-def active_worker_pid(job) -> int:
-    worker = wait_for(
-        lambda: (
-            Job.objects.filter(pk=job.pk, status=JobStatus.ACTIVE)
-            .values_list("worker", flat=True)
-            .first()
-        ),
-        timeout=30,
-        message=f"job {job.pk} to become active",
-    )
-    return int(worker.rsplit(":", 1)[1])
 
 
 def test_kill_9_of_a_worker_mid_job_stalls_it_and_runs_it_again(processes):

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from urllib.parse import urlsplit
 
@@ -18,7 +17,7 @@ from django.db import connection
 from queues import enqueue
 from queues.engine.supervisor import descendants
 from queues.models import AttemptOutcome, Job, JobStatus, Queue, Worker
-from tests.helpers import ROOT, subprocess_env, wait_for
+from tests.helpers import ROOT, active_worker_pid, skip_unless_ci, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 FAST = {
@@ -81,10 +80,7 @@ class Proxy:
 @pytest.fixture
 def hosts():
     if shutil.which("ip") is None or os.geteuid() != 0:
-        message = "network namespaces need iproute2 and root"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci("network namespaces need iproute2 and root")
     db = connection.settings_dict
     redis_url = urlsplit(settings.REDIS_URL)
     made, proxies, envs = [], [], []
@@ -123,21 +119,14 @@ def hosts():
 
 
 def start_on(processes, host: int, env: dict):
-    argv = [str(ROOT / "manage.py"), "runworker", "--workers", "1"]
-    full = subprocess_env(**FAST, **env)
-    log = open(processes.tmp_path / f"worker-h{host}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", f"jp-h{host}", sys.executable, *argv],
-        cwd=ROOT,
-        env=full,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """A one-process worker inside host ``host``'s network namespace."""
+    return processes.start_command(
+        [str(ROOT / "manage.py"), "runworker", "--workers", "1"],
+        prefix=("ip", "netns", "exec", f"jp-h{host}"),
+        name=f"worker-h{host}",
+        **FAST,
+        **env,
     )
-    proc.log_path = log.name
-    log.close()
-    processes.procs.append(proc)
-    return proc
 
 
 def test_a_partitioned_worker_host_is_fenced_off(hosts, processes):
@@ -146,16 +135,8 @@ def test_a_partitioned_worker_host_is_fenced_off(hosts, processes):
     first = start_on(processes, 1, hosts[0])
     wait_for(Worker.objects.exists, timeout=30, message="the worker on host 1")
     job = enqueue("test.sleep_first", {"seconds": 12})
-    holder = wait_for(
-        lambda: (
-            Job.objects.filter(pk=job.pk, status=JobStatus.ACTIVE)
-            .values_list("worker", flat=True)
-            .first()
-        ),
-        timeout=30,
-        message="host 1 to take the job",
-    )
-    assert int(holder.rsplit(":", 1)[1]) in descendants(first.pid)
+    holder = active_worker_pid(job, message="host 1 to take the job")
+    assert holder in descendants(first.pid)
     start_on(processes, 2, hosts[1])
     wait_for(lambda: Worker.objects.count() == 2, timeout=30, message="the worker on host 2")
 

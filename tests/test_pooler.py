@@ -2,7 +2,6 @@
 jobs, retries and a streamed export all work with DB_POOLER=transaction."""
 
 import csv
-import os
 import shutil
 import subprocess
 import tempfile
@@ -14,7 +13,7 @@ from django.db import connection
 from queues import enqueue, enqueue_many
 from queues.exports import export_path
 from queues.models import Job, JobStatus, Worker
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, skip_unless_ci, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -25,10 +24,7 @@ def pgbouncer():
     tmp_path = Path(tempfile.mkdtemp(prefix="jp-pgbouncer-"))
     binary = shutil.which("pgbouncer")
     if binary is None:
-        message = "pgbouncer is not installed (./dev test installs it when run as root)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci("pgbouncer is not installed (./dev test installs it when run as root)")
     port = free_port()
     db = connection.settings_dict
     config = tmp_path / "pgbouncer.ini"

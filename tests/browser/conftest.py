@@ -13,19 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import skip_unless_ci
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _unavailable(message: str):
-    if _in_ci():
-        pytest.fail(f"browser tests cannot run under CI: {message}", pytrace=False)
-    pytest.skip(f"browser tests skipped: {message}")
+    skip_unless_ci(f"browser tests: {message}")
 
 
 @pytest.fixture(scope="module")

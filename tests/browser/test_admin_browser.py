@@ -6,13 +6,15 @@ from __future__ import annotations
 import re
 
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from queues import enqueue, enqueue_many
 from queues.engine.runner import drain
 from queues.metrics import refresh_snapshots
-from queues.models import AuditLog, Job, JobStatus, Queue
+from queues.models import AuditLog, Job, JobStatus, Queue, QueueMinute
 from scheduling import services as schedules
 from scheduling.models import ScheduleRun
+from tests.helpers import freeze_clock
 
 try:
     from playwright.sync_api import Page, expect
@@ -75,8 +77,15 @@ def run_action(page: Page, action: str) -> None:
     page.click("button[name=index]")
 
 
-def test_login_and_dashboard_counts_charts_and_live_refresh(page: Page, artifacts):
+def test_login_and_dashboard_counts_charts_and_live_refresh(page: Page, artifacts, monkeypatch):
+    # The chart's buckets are keyed by the minute a job finished. With the clock stopped at
+    # the start of a minute (for the runner and the live server alike), all 10 jobs land in
+    # that one minute and the dashboard's "now" is in it too, whenever the test runs.
+    minute = freeze_clock(monkeypatch, timezone.now().replace(second=0, microsecond=0))
     run_jobs(completed=3, failed=2)
+    assert list(QueueMinute.objects.values_list("minute", "completed", "failed")) == [
+        (minute, 3, 2)
+    ]
     default = Queue.objects.get(name="default")
     assert {k: n for k, n in default.snapshot.counts.items() if n} == {"completed": 3, "failed": 2}
 
@@ -122,6 +131,9 @@ def test_login_and_dashboard_counts_charts_and_live_refresh(page: Page, artifact
     page.evaluate("() => { window.__jpSamePage = true; }")
     run_jobs(completed=4, failed=1)
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 7
+    assert list(QueueMinute.objects.values_list("minute", "completed", "failed")) == [
+        (minute, 7, 3)
+    ]
     expect(queue_cell(page, "default", "completed")).to_have_text("7", timeout=15_000)
     expect(queue_cell(page, "default", "failed")).to_have_text("3")
     expect(queue_cell(page, "default", "done 1 h")).to_have_text("7")

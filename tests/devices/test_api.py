@@ -1,14 +1,17 @@
-"""The devices API: 202 with the job to poll, the detail as seed 001's polling answer,
+"""The devices API: 202 with the job to poll, the detail as the answer a client polls
+(status, current operation with progress and state, recent operations),
 400/401/403/404/409 on every route."""
+
+import contextlib
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.models import Device, DeviceOperation
 from queues.engine.runner import drain
 from queues.models import Job
+from tests.helpers import ledger_state, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +31,20 @@ ROUTES = [("get", "/api/v1/devices/"), ("get", "/api/v1/devices/{id}/")] + [
 ]
 
 
-def token_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
+@pytest.fixture
+def unchanged(django_capture_on_commit_callbacks):
+    """``with unchanged():`` around refused requests: afterwards the devices, operations,
+    jobs, queues and audit rows are as they were and nothing waits to run on commit."""
+
+    @contextlib.contextmanager
+    def check():
+        before = ledger_state(Device, DeviceOperation)
+        with django_capture_on_commit_callbacks() as callbacks:
+            yield
+        assert ledger_state(Device, DeviceOperation) == before
+        assert callbacks == []
+
+    return check
 
 
 @pytest.fixture
@@ -128,9 +141,10 @@ def test_list_filters_by_status_with_queries_that_do_not_grow(
         ("uninstall", {}, "packageName"),
     ],
 )
-def test_bad_input_is_400_and_writes_nothing(api, make_device, op, body, field):
+def test_bad_input_is_400_and_writes_nothing(api, make_device, unchanged, op, body, field):
     device = make_device("stopped" if op == "start" else "running", installed_apps=[PKG])
-    response = api.post(f"/api/v1/devices/{device.pk}/{op}/", body, format="json")
+    with unchanged():
+        response = api.post(f"/api/v1/devices/{device.pk}/{op}/", body, format="json")
     assert response.status_code == 400 and field in response.data, response.data
     assert not Job.objects.exists() and not DeviceOperation.objects.exists()
 
@@ -154,46 +168,55 @@ def test_bad_input_is_400_and_writes_nothing(api, make_device, op, body, field):
         ),
     ],
 )
-def test_a_refused_transition_is_409_with_the_state(api, make_device, op, status, body, detail):
+def test_a_refused_transition_is_409_with_the_state(
+    api, make_device, unchanged, op, status, body, detail
+):
     make_device(status)
-    response = api.post(f"/api/v1/devices/device-001/{op}/", body, format="json")
+    with unchanged():
+        response = api.post(f"/api/v1/devices/device-001/{op}/", body, format="json")
     assert response.status_code == 409
     assert response.data["detail"] == detail
     assert response.data["state"] == status
     assert not Job.objects.exists() and not DeviceOperation.objects.exists()
 
 
-def test_a_busy_device_is_409(api, make_device):
+def test_a_busy_device_is_409(api, make_device, unchanged):
     device = make_device("running")
     assert api.post(f"/api/v1/devices/{device.pk}/restart/").status_code == 202
-    response = api.post(f"/api/v1/devices/{device.pk}/stop/")
+    with unchanged():
+        response = api.post(f"/api/v1/devices/{device.pk}/stop/")
     assert response.status_code == 409 and "is busy" in response.data["detail"]
     assert Job.objects.count() == 1
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
-def test_anonymous_is_401(client, make_device, method, route):
+def test_anonymous_is_401(make_device, unchanged, method, route):
     device = make_device("running", installed_apps=[PKG])
-    response = getattr(APIClient(), method)(route.format(id=device.pk), {}, format="json")
+    with unchanged():
+        response = getattr(APIClient(), method)(route.format(id=device.pk), {}, format="json")
     assert response.status_code == 401
     assert not Job.objects.exists()
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES)
-def test_without_permission_is_403(make_device, method, route):
+def test_without_permission_is_403(make_device, unchanged, method, route):
     device = make_device("running", installed_apps=[PKG])
-    staff = User.objects.create_user("staff", is_staff=True)
-    viewer = User.objects.create_user("viewer", is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_device"))
+    staff = token_client(User.objects.create_user("staff", is_staff=True))
+    user = User.objects.create_user("viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_device"))
+    viewer = token_client(user)
     url = route.format(id=device.pk)
-    assert getattr(token_client(staff), method)(url, {}, format="json").status_code == 403
     allowed = 200 if method == "get" else 403  # viewing is not operating
-    assert getattr(token_client(viewer), method)(url, {}, format="json").status_code == allowed
+    with unchanged():
+        assert getattr(staff, method)(url, {}, format="json").status_code == 403
+        assert getattr(viewer, method)(url, {}, format="json").status_code == allowed
     assert not Job.objects.exists()
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES[1:])
-def test_an_unknown_device_is_404(api, method, route):
-    response = getattr(api, method)(route.format(id="nope"), {}, format="json")
+def test_an_unknown_device_is_404(api, make_device, unchanged, method, route):
+    make_device("running", installed_apps=[PKG])
+    with unchanged():
+        response = getattr(api, method)(route.format(id="nope"), {}, format="json")
     assert response.status_code == 404
-    assert not Device.objects.exists() and not Job.objects.exists()
+    assert Device.objects.count() == 1 and not Job.objects.exists()

@@ -1,5 +1,6 @@
 """Each device handler end to end on the in-process worker path (queues.engine.runner.drain):
-seed 001's steps and progress exactly, device and operation state, guarded transitions."""
+each step and its progress (start: 10, 30, 50, 70, 90, 100) exactly, device and operation
+state, guarded transitions."""
 
 import re
 
@@ -33,14 +34,15 @@ def run(job: Job) -> Job:
     return job
 
 
-def test_start_device_runs_seed_001_steps_end_to_end(make_device, recording_provider):
+def test_start_device_runs_every_step_end_to_end(make_device, recording_provider):
     user = User.objects.create_user("alice")
     device = make_device()
     job = services.start_device(
         device=device, by=user, params={"resolution": "720x1280", "dpi": 320}
     )
     op = job.device_operation
-    # Seed 001's DeviceOperationJobData, on device-operation at HIGH priority.
+    # The job data of a device operation (deviceId, operation, userId, params), on
+    # device-operation at HIGH priority.
     assert job.name == "start-device" and job.queue.name == QUEUE
     assert job.priority == Priority.HIGH == 3
     assert job.payload == {
@@ -146,7 +148,7 @@ def test_each_operation_runs_its_steps_end_to_end(
     assert device.current_operation is None
 
 
-def test_install_payload_is_seed_001s(make_device):
+def test_install_payload_carries_the_package_and_apk_url(make_device):
     device = make_device("running")
     job = services.install_app(device=device, package_name=PKG, apk_url=APK)
     assert job.name == "install-app" and job.priority == Priority.HIGH

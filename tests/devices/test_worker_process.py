@@ -11,7 +11,7 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.subprocess
 
-SEED_001_START = [10, 30, 50, 70, 90, 100]
+START_PROGRESS = [10, 30, 50, 70, 90, 100]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -23,7 +23,7 @@ def test_start_device_completes_on_a_real_worker(processes, make_device):
     device = make_device()
     job = services.start_device(device=device, params={"resolution": "720x1280", "dpi": 320})
 
-    # Poll as seed 001's client does: progress only moves forward through the steps.
+    # Poll as a client does: progress only moves forward through the steps.
     seen: list[int] = []
 
     def finished() -> bool:
@@ -35,11 +35,11 @@ def test_start_device_completes_on_a_real_worker(processes, make_device):
     wait_for(finished, timeout=30, interval=0.02, message="start-device to finish")
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED, processes.output(worker)
-    assert seen == sorted(seen) and set(seen) <= {0, *SEED_001_START}
+    assert seen == sorted(seen) and set(seen) <= {0, *START_PROGRESS}
     assert len(seen) >= 4  # intermediate steps were visible while the worker ran
     lines = JobLog.objects.filter(job=job).order_by("id").values_list("message", flat=True)
     assert [int(m[1]) for line in lines if (m := re.match(r"^\[(\d+)%\] ", line))] == (
-        SEED_001_START
+        START_PROGRESS
     )
     op = DeviceOperation.objects.get(job_id=job.pk)
     assert (op.status, op.progress, op.attempts) == ("completed", 100, 1)

@@ -309,7 +309,7 @@ def test_send_sms_runs_through_the_sms_queue(aliyun):
     assert aliyun.requests[0].form()["TemplateParam"] == '{"content":"Your order has been shipped"}'
 
 
-def test_verification_code_is_critical_and_uses_the_seed_text(tencent):
+def test_verification_code_is_critical_and_fills_the_code_template(tencent):
     job = services.send_verification_code("13800138000")
     assert (job.name, job.priority) == ("send-verification-code", 1)
     code = job.payload["code"]

@@ -1,10 +1,10 @@
 """The queues, jobs, workers and stats API: success paths, errors, 401/403 per route."""
 
+import contextlib
 import uuid
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobplatform.authentication import CachedTokenAuthentication
@@ -12,15 +12,27 @@ from queues import enqueue
 from queues.engine.runner import drain
 from queues.metrics import flush, refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue
+from tests.helpers import ledger_state, token_client
 from tests.queues import handlers  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
 
-def token_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-    return client
+@pytest.fixture
+def unchanged(django_capture_on_commit_callbacks):
+    """``with unchanged():`` around refused requests: afterwards every queue, job
+    (status, attempts, payload...), attempt and audit row is as it was, and nothing was
+    left to run on commit (no worker woken for a new job)."""
+
+    @contextlib.contextmanager
+    def check():
+        before = ledger_state()
+        with django_capture_on_commit_callbacks() as callbacks:
+            yield
+        assert ledger_state() == before
+        assert callbacks == []
+
+    return check
 
 
 @pytest.fixture
@@ -77,16 +89,19 @@ def test_delay_run_at_unique_key_and_dependencies(api):
     assert child["status"] == "blocked"
 
 
-def test_bulk_create_is_all_or_nothing(api):
+def test_bulk_create_is_all_or_nothing(api, unchanged):
     ok = api.post(
         "/api/v1/jobs/bulk/",
         {"jobs": [{"name": "platform.echo", "payload": {"i": i}} for i in range(3)]},
         format="json",
     )
     assert ok.status_code == 201 and len(ok.data) == 3
-    bad = api.post(
-        "/api/v1/jobs/bulk/", {"jobs": [{"name": "platform.echo"}, {"name": "nope"}]}, format="json"
-    )
+    with unchanged():
+        bad = api.post(
+            "/api/v1/jobs/bulk/",
+            {"jobs": [{"name": "platform.echo"}, {"name": "nope"}]},
+            format="json",
+        )
     assert bad.status_code == 400 and "job #1" in str(bad.data)
     assert Job.objects.count() == 3
 
@@ -105,23 +120,27 @@ def test_bulk_create_is_all_or_nothing(api):
         ({"payload": {}}, "name"),
     ],
 )
-def test_bad_job_input_is_400_and_writes_nothing(api, body, field):
-    response = api.post("/api/v1/jobs/", body, format="json")
+def test_bad_job_input_is_400_and_writes_nothing(api, unchanged, body, field):
+    enqueue("platform.echo", {"already": "here"})
+    with unchanged():
+        response = api.post("/api/v1/jobs/", body, format="json")
     assert response.status_code == 400 and field in response.data, response.data
-    assert not Job.objects.exists()
+    assert Job.objects.count() == 1
 
 
-def test_job_state_changes_and_409(api):
+def test_job_state_changes_and_409(api, unchanged):
     failed = enqueue("platform.fail", {"permanent": True})
     done = enqueue("platform.echo", {})
     delayed = enqueue("platform.echo", {}, delay=3600)
     drain("default")
     assert api.post(f"/api/v1/jobs/{failed.pk}/retry/").data["status"] == "waiting"
-    conflict = api.post(f"/api/v1/jobs/{done.pk}/retry/")
-    assert conflict.status_code == 409 and conflict.data["state"] == "completed"
-    assert api.post(f"/api/v1/jobs/{done.pk}/cancel/").status_code == 409
+    with unchanged():
+        conflict = api.post(f"/api/v1/jobs/{done.pk}/retry/")
+        assert conflict.status_code == 409 and conflict.data["state"] == "completed"
+        assert api.post(f"/api/v1/jobs/{done.pk}/cancel/").status_code == 409
     assert api.post(f"/api/v1/jobs/{delayed.pk}/promote/").data["status"] == "waiting"
-    assert api.post(f"/api/v1/jobs/{delayed.pk}/promote/").status_code == 409
+    with unchanged():
+        assert api.post(f"/api/v1/jobs/{delayed.pk}/promote/").status_code == 409
     assert api.post(f"/api/v1/jobs/{delayed.pk}/cancel/").data["status"] == "cancelled"
     assert api.delete(f"/api/v1/jobs/{done.pk}/").status_code == 204
     assert api.get(f"/api/v1/jobs/{done.pk}/").status_code == 404
@@ -144,7 +163,7 @@ def test_retry_and_cancel_by_filter(api):
     assert Job.objects.filter(status=JobStatus.WAITING).count() == 4
 
 
-def test_queues_status_shape_and_operations(api):
+def test_queues_status_shape_and_operations(api, unchanged):
     enqueue("platform.echo", {})
     refresh_snapshots()
     data = api.get("/api/v1/queues/").data
@@ -158,17 +177,20 @@ def test_queues_status_shape_and_operations(api):
         "/api/v1/queues/default/", {"concurrency": 4, "default_attempts": 7}, format="json"
     )
     assert (patched.data["concurrency"], patched.data["default_attempts"]) == (4, 7)
-    bad = api.patch("/api/v1/queues/default/", {"rate_limit_max": 5}, format="json")
-    assert bad.status_code == 400 and Queue.objects.get(name="default").rate_limit_max is None
-    clean = api.post("/api/v1/queues/default/clean/", {"status": "active"}, format="json")
-    assert clean.status_code == 400
+    enqueue("platform.echo", {})  # something "clean" must not touch
+    with unchanged():
+        bad = api.patch("/api/v1/queues/default/", {"rate_limit_max": 5}, format="json")
+        assert bad.status_code == 400
+        assert Queue.objects.get(name="default").rate_limit_max is None
+        clean = api.post("/api/v1/queues/default/clean/", {"status": "active"}, format="json")
+        assert clean.status_code == 400
     assert api.post(
         "/api/v1/queues/default/clean/", {"status": "completed"}, format="json"
     ).data == {"count": 0}
     assert api.get("/api/v1/queues/nope/").status_code == 404
 
 
-def test_workers_and_stats(api, django_capture_on_commit_callbacks):
+def test_workers_and_stats(api, django_capture_on_commit_callbacks, unchanged):
     enqueue("platform.echo", {})
     enqueue("platform.fail", {"permanent": True})
     with django_capture_on_commit_callbacks(execute=True):
@@ -177,15 +199,17 @@ def test_workers_and_stats(api, django_capture_on_commit_callbacks):
     stats = api.get("/api/v1/stats/", {"window": 3600}).data
     assert (stats["total"], stats["completed"], stats["failed"]) == (2, 1, 1)
     assert stats["success_rate"] == 0.5 and stats["queues"]["default"]["total"] == 2
-    assert api.get("/api/v1/stats/", {"window": 5}).status_code == 400
+    with unchanged():
+        assert api.get("/api/v1/stats/", {"window": 5}).status_code == 400
     assert api.get("/api/v1/workers/").data == []
 
 
-def test_request_body_over_the_limit_is_413(api, settings):
+def test_request_body_over_the_limit_is_413(api, settings, unchanged):
     settings.API_MAX_BODY_BYTES = 1000
-    response = api.post(
-        "/api/v1/jobs/", {"name": "platform.echo", "payload": {"x": "y" * 2000}}, format="json"
-    )
+    with unchanged():
+        response = api.post(
+            "/api/v1/jobs/", {"name": "platform.echo", "payload": {"x": "y" * 2000}}, format="json"
+        )
     assert response.status_code == 413
     assert not Job.objects.exists()
 
@@ -215,14 +239,15 @@ ROUTES = [
 
 
 @pytest.mark.parametrize(("method", "url", "perm"), ROUTES)
-def test_anonymous_is_401_and_without_permission_is_403(method, url, perm):
+def test_anonymous_is_401_and_without_permission_is_403(unchanged, method, url, perm):
     job = enqueue("platform.echo", {})
     url = url.replace("{id}", str(job.pk))
-    anonymous = getattr(APIClient(), method)(url, {}, format="json")
-    assert anonymous.status_code == 401
     user = User.objects.create_user("staff", password="pw", is_staff=True)
     client = token_client(user)
-    assert getattr(client, method)(url, {}, format="json").status_code == 403
+    with unchanged():
+        anonymous = getattr(APIClient(), method)(url, {}, format="json")
+        assert anonymous.status_code == 401
+        assert getattr(client, method)(url, {}, format="json").status_code == 403
     user.user_permissions.add(Permission.objects.get(codename=perm))
     # An API process remembers a token's user (and its permissions) for a few seconds.
     CachedTokenAuthentication._cache.clear()

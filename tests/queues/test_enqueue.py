@@ -118,6 +118,12 @@ def test_bad_input_is_rejected_and_nothing_is_written(args, kwargs, error, messa
     assert pending_messages() == 0
 
 
+def test_a_payload_with_nul_is_refused():
+    with pytest.raises(EnqueueError, match="NUL"):
+        enqueue("platform.echo", {"s": "a\x00b"})
+    assert not Job.objects.exists()
+
+
 def test_workers_are_woken_only_when_the_transaction_commits(django_capture_on_commit_callbacks):
     advertise(list_key_for(None), [])
     with django_capture_on_commit_callbacks(execute=False) as callbacks:

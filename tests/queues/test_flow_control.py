@@ -7,7 +7,15 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from queues import cancel_job, cancel_jobs, clean_queue, empty_queue, enqueue, enqueue_many
+from queues import (
+    cancel_job,
+    cancel_jobs,
+    clean_queue,
+    empty_queue,
+    enqueue,
+    enqueue_many,
+    retry_job,
+)
 from queues.engine.runner import drain
 from queues.exceptions import EnqueueError, InvalidJobState, QueueNotFound, UnknownDependency
 from queues.models import Job, JobAttempt, JobDependency, JobStatus, Queue
@@ -229,6 +237,17 @@ def test_the_database_refuses_a_second_unfinished_job_with_a_key():
     Job.objects.create(queue=queue, name="platform.echo", unique_key="k", status=C)
     Job.objects.create(queue=Queue.objects.get(name="sms"), name="platform.echo", unique_key="k")
     assert Job.objects.filter(unique_key="k").count() == 3
+
+
+def test_retrying_a_job_whose_unique_key_is_taken_is_refused_cleanly():
+    first = enqueue("platform.fail", {"permanent": True}, unique_key="k")
+    drain("default")
+    second = enqueue("platform.echo", {}, unique_key="k")
+    assert second.pk != first.pk
+    with pytest.raises(InvalidJobState, match="has its unique_key 'k'"):
+        retry_job(first.pk)
+    assert retry_jobs(Job.objects.filter(status=JobStatus.FAILED)) == 0
+    assert Job.objects.get(pk=first.pk).status == JobStatus.FAILED
 
 
 # --- dead letters and bulk retry/cancel -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Seed 004's task gateway: long-poll waiters (real ASGI server) and signed webhooks
+"""The task gateway: long-poll waiters (real ASGI server) and signed webhooks
 (against a local HTTP server the test starts)."""
 
 import asyncio

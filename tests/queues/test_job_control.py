@@ -1,4 +1,4 @@
-"""Timeouts, keyed rate limits and queue rate limits, run in process."""
+"""Timeouts, keyed rate limits, queue rate limits and concurrency caps, run in process."""
 
 import time
 
@@ -6,9 +6,11 @@ import pytest
 from django.utils import timezone
 
 from queues import enqueue, enqueue_many
+from queues.engine.claim import claim_jobs
 from queues.engine.maintenance import promote_delayed
 from queues.engine.runner import drain
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
+from queues.selectors import get_queue
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +94,15 @@ def test_queue_rate_limit_spreads_starts_over_windows():
     starts = sorted(JobAttempt.objects.values_list("started_at", flat=True))
     assert all((starts[i + 5] - starts[i]).total_seconds() >= 0.45 for i in range(len(starts) - 5))
     assert not Job.objects.exclude(status=JobStatus.COMPLETED).exists()
+
+
+def test_a_full_concurrency_cap_does_not_hold_the_worker():
+    Queue.objects.filter(name="default").update(concurrency=1)
+    running = enqueue("platform.echo", {})
+    # Another worker holds the only slot.
+    (claimed,) = claim_jobs(queue=get_queue("default"), worker="host:1", limit=1).jobs
+    assert claimed.id == running.pk
+    enqueue("platform.echo", {})
+    started = time.monotonic()
+    assert drain("default") == 0
+    assert time.monotonic() - started < 1.0

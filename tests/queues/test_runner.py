@@ -15,10 +15,15 @@ from queues import (
     retry_job,
 )
 from queues.backoff import retry_delay_ms
+from queues.engine.claim import claim_jobs
+from queues.engine.finalize import Outcome, finalize
 from queues.engine.maintenance import promote_delayed
+from queues.engine.recovery import recover_stalled
 from queues.engine.runner import drain
 from queues.exceptions import InvalidJobState, JobNotFound, QueueNotFound
 from queues.models import AttemptOutcome, Job, JobAttempt, JobLog, JobStatus
+from queues.selectors import get_queue
+from queues.services import delete_jobs
 from tests.helpers import wait_for
 from tests.queues import handlers
 
@@ -43,8 +48,23 @@ def test_echo_completes_with_result_progress_and_one_attempt():
     (attempt,) = job.attempts.all()
     assert attempt.number == 1
     assert attempt.outcome == AttemptOutcome.COMPLETED
-    assert attempt.duration_ms >= 0
+    # The attempt's timestamps are the job's, and its duration is theirs in whole ms.
+    assert (attempt.started_at, attempt.finished_at) == (job.started_at, job.finished_at)
+    assert attempt.duration_ms == (attempt.finished_at - attempt.started_at) // timedelta(
+        milliseconds=1
+    )
     assert attempt.worker
+
+
+def test_an_attempt_records_how_long_the_handler_ran():
+    job = enqueue("platform.sleep", {"seconds": 0.2})
+    assert drain("default") == 1
+    (attempt,) = Job.objects.get(pk=job.pk).attempts.all()
+    assert attempt.outcome == AttemptOutcome.COMPLETED
+    assert 200 <= attempt.duration_ms < 5000
+    assert attempt.duration_ms == (attempt.finished_at - attempt.started_at) // timedelta(
+        milliseconds=1
+    )
 
 
 def test_critical_jobs_all_start_before_any_low_job():
@@ -244,3 +264,72 @@ def test_batches_grow_for_fast_jobs_and_every_job_runs_once():
     assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 450
     assert JobAttempt.objects.count() == 450
     assert sorted(Job.objects.values_list("result__i", flat=True)) == list(range(450))
+
+
+# --- one bad job, a deleted job or a late report never breaks a batch ----------------------
+
+
+def test_a_result_or_error_the_database_cannot_hold_fails_only_that_job():
+    enqueue("platform.echo", {"warm": True})
+    drain("default")  # learn: the next claim takes the whole batch
+    good = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(4)])
+    nan = enqueue("test.nan_result", {})
+    nul = enqueue("test.nul_error", {}, attempts=1)
+    drain("default")
+    assert all(Job.objects.get(pk=j.pk).status == JobStatus.COMPLETED for j in good)
+    nan.refresh_from_db()
+    nul.refresh_from_db()
+    assert nan.status == JobStatus.FAILED and "not JSON-serializable" in nan.error
+    assert nul.status == JobStatus.FAILED and "bad\\x00byte" in nul.error
+
+
+def claim_one(job):
+    (claimed,) = claim_jobs(queue=get_queue("default"), worker="host:1", limit=1).jobs
+    assert claimed.id == job.pk
+    return claimed
+
+
+def outcome_of(claimed, status=JobStatus.COMPLETED):
+    now = timezone.now()
+    return Outcome(
+        job=claimed,
+        status=status,
+        attempt_outcome=AttemptOutcome.COMPLETED,
+        started_at=now,
+        finished_at=now,
+        result_json="{}",
+    )
+
+
+def test_a_cancelled_job_still_stopping_cannot_be_retried_or_deleted_until_it_stops():
+    job = enqueue("platform.echo", {})
+    claimed = claim_one(job)
+    cancel_job(job.pk)
+    with pytest.raises(InvalidJobState, match="still stopping"):
+        retry_job(job.pk)
+    assert delete_jobs(Job.objects.filter(pk=job.pk)) == (0, 1)
+    finalize([outcome_of(claimed)], worker="host:1")  # the handler returned
+    job.refresh_from_db()
+    assert (job.status, job.worker) == (JobStatus.CANCELLED, "")
+    assert job.attempts.get().outcome == AttemptOutcome.CANCELLED
+    assert retry_job(job.pk).status == JobStatus.WAITING
+
+
+def test_finalizing_a_job_deleted_meanwhile_does_not_break_the_batch():
+    a, b = enqueue("platform.echo", {}), enqueue("platform.echo", {})
+    claimed = claim_jobs(queue=get_queue("default"), worker="host:1", limit=2).jobs
+    Job.objects.filter(pk=a.pk).delete()
+    applied = finalize([outcome_of(c) for c in claimed], worker="host:1")
+    assert applied == {b.pk}
+    assert list(JobAttempt.objects.values_list("job_id", flat=True)) == [b.pk]
+
+
+def test_a_late_outcome_after_a_stall_sweep_keeps_the_stalled_attempt_row():
+    job = enqueue("platform.echo", {})
+    claimed = claim_one(job)
+    recover_stalled(now=timezone.now() + timedelta(minutes=5))  # the lock "expired"
+    assert finalize([outcome_of(claimed)], worker="host:1") == set()
+    job.refresh_from_db()
+    assert job.status == JobStatus.WAITING
+    assert list(job.attempts.values_list("number", "outcome")) == [(1, "stalled")]
+    assert "late report from host:1, discarded" in job.attempts.get().error

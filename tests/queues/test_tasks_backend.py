@@ -32,7 +32,7 @@ def _hidden(x):
     return x
 
 
-# A Task that its dotted path (tests.test_tasks_backend._hidden) does not lead back to.
+# A Task that its dotted path (tests.queues.test_tasks_backend._hidden) does not lead back to.
 unreachable = task()(_hidden)
 
 

@@ -13,6 +13,7 @@ from django_celery_beat.models import CrontabSchedule
 from queues.models import Job
 from scheduling import services
 from scheduling.models import RunTrigger, ScheduledJob, ScheduleRun, ScheduleStatus
+from tests.helpers import freeze_clock
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +103,10 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client, django_assert_ma
 # --- change page ----------------------------------------------------------------------
 
 
-def test_change_page_shows_run_history_and_next_runs(admin_client):
+def test_change_page_shows_run_history_and_next_runs(admin_client, monkeypatch):
+    # The page lists the runs after "now": one instant for creating and viewing, or a page
+    # viewed just after 02:00 UTC would start a day later than the schedule's next run.
+    freeze_clock(monkeypatch, timezone.now())
     schedule = cron_schedule()
     run = services.run_now(schedule)
     response = admin_client.get(f"{CHANGELIST}{schedule.pk}/change/")
@@ -128,7 +132,10 @@ def test_add_page_has_the_runs_inline_management_form(admin_client):
     assert 'name="runs-TOTAL_FORMS"' in response.content.decode()
 
 
-def test_add_with_a_cron_string_and_zone(admin_client):
+def test_add_with_a_cron_string_and_zone(admin_client, monkeypatch):
+    # One instant for saving and checking: crossing 09:00 in Shanghai in between cannot
+    # make the next run look past.
+    now = freeze_clock(monkeypatch, timezone.now())
     response = admin_client.post(ADD, form_data())
     assert response.status_code == 302, response.context["adminform"].form.errors
     schedule = ScheduledJob.objects.get(name="weekday-report")
@@ -138,7 +145,8 @@ def test_add_with_a_cron_string_and_zone(admin_client):
     assert str(crontab.timezone) == "Asia/Shanghai"
     assert schedule.interval is None and schedule.clocked is None
     assert schedule.status == ScheduleStatus.ENABLED
-    assert schedule.next_run_at is not None and schedule.next_run_at > timezone.now()
+    assert schedule.next_run_at is not None
+    assert now < schedule.next_run_at <= now + timedelta(days=3)  # Friday 09:00 -> Monday
     local = schedule.next_run_at.astimezone(crontab.timezone)
     assert (local.hour, local.minute) == (9, 0) and local.isoweekday() <= 5
 
@@ -185,7 +193,10 @@ def test_add_with_an_unknown_handler_creates_nothing(admin_client):
 # --- actions --------------------------------------------------------------------------
 
 
-def test_status_actions(admin_client):
+def test_status_actions(admin_client, monkeypatch):
+    # Enabling recomputes the next run from "now": one instant throughout, or crossing
+    # 02:00 UTC between creating and enabling would move it a day.
+    freeze_clock(monkeypatch, timezone.now())
     a, b = cron_schedule("a"), cron_schedule("b")
     next_run = a.next_run_at
 

@@ -16,6 +16,7 @@ from queues.models import Job
 from scheduling import services
 from scheduling.models import ScheduledJob, ScheduleRun, ScheduleStatus
 from scheduling.selectors import next_runs
+from tests.helpers import freeze_clock, ledger_state
 
 pytestmark = pytest.mark.django_db
 
@@ -39,18 +40,19 @@ def admin():
 
 @pytest.fixture
 def tick():
-    start = timezone.now().replace(microsecond=0)  # the grid's anchor (see the xfail below)
+    # start_at anchors the every-60-seconds grid (whole seconds, so each run instant is too).
+    start = timezone.now().replace(microsecond=0)
     kw = {"every": 60, "payload": {"a": 1}, "start_at": start}
     return services.create_schedule(name="tick", handler="platform.echo", **kw)
 
 
 def state() -> dict:
-    """Everything a refused request must leave as it was."""
+    """Everything a refused request must leave as it was: the schedules (every column),
+    their beat rows and runs, and the ledger (jobs, queues, audit log)."""
     return {
         "schedules": [model_to_dict(s) for s in ScheduledJob.objects.order_by("pk")],
         "rows": [m.objects.count() for m in (CrontabSchedule, IntervalSchedule, ClockedSchedule)],
-        "runs": ScheduleRun.objects.count(),
-        "jobs": Job.objects.count(),
+        **ledger_state(ScheduledJob, ScheduleRun),
     }
 
 
@@ -62,7 +64,10 @@ def items(data, names: str) -> tuple:
     return itemgetter(*names.split())(data)
 
 
-def test_create_cron_schedule(admin):
+def test_create_cron_schedule(admin, monkeypatch):
+    # One instant for the request and the checks: "the next 02:00 in Shanghai" is then the
+    # same answer even when the test runs across 02:00 there (18:00 UTC).
+    now = freeze_clock(monkeypatch, timezone.now())
     body = {**CRON, "name": "backup", "timezone": "Asia/Shanghai", "description": "nightly"}
     body |= {"queue": "data-export", "payload": {"backupType": "full"}, "domain": "ops"}
     body |= {"priority": 3, "retry_attempts": 5, "retry_delay_ms": 5000, "timeout_ms": 300000}
@@ -80,7 +85,7 @@ def test_create_cron_schedule(admin):
     )
     local = schedule.next_run_at.astimezone(SHANGHAI)
     assert (local.hour, local.minute) == (2, 0)
-    assert timezone.now() < schedule.next_run_at <= timezone.now() + timedelta(days=1)
+    assert now < schedule.next_run_at <= now + timedelta(days=1)
     data = response.data
     assert data["id"] == schedule.pk and data["status_name"] == "enabled"
     assert items(data, "cron timezone every run_at schedule_text timeout_ms description") == (
@@ -92,8 +97,9 @@ def test_create_cron_schedule(admin):
     assert Job.objects.count() == 0
 
 
-def test_create_from_seed_002_camel_case_body(admin):
-    # Seed 002's body: camelCase, six cron fields (seconds = 0), timeout in ms, status 2.
+def test_create_from_a_camel_case_body_with_a_six_field_cron(admin):
+    # The camelCase body: handlerName, a six-field cronExpression (seconds must be 0),
+    # timeout in ms, status 2 (paused).
     body = {"name": "每日数据备份", "handlerName": "platform.echo", "cronExpression": "0 0 2 * * *"}
     body |= {"timezone": "Asia/Shanghai", "payload": {"backupType": "full"}, "status": 2}
     body |= {"retryAttempts": 3, "retryDelay": 5000, "timeout": 300000}
@@ -242,17 +248,22 @@ def test_runs_newest_first_with_job_outcome(admin, tick):
         ({**CRON, "retry_attempts": 5000}, "detail", "attempts must be"),
     ],
 )
-def test_create_refuses_bad_input_and_writes_nothing(admin, body, field, text):
+def test_create_refuses_bad_input_and_writes_nothing(
+    admin, django_capture_on_commit_callbacks, body, field, text
+):
     before = state()
-    response = admin.post(URL, body, format="json")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin.post(URL, body, format="json")
     assert response.status_code == 400
     assert text in str(response.data[field]), response.data
-    assert state() == before
+    assert state() == before and callbacks == []
 
 
 def test_create_refuses_a_taken_name(admin, tick):
+    before = state()
     response = admin.post(URL, {**CRON, "name": "tick"}, format="json")
     assert response.status_code == 400
+    assert state() == before
     assert response.data["name"] == ["A schedule named 'tick' already exists."]
 
 
@@ -270,12 +281,15 @@ def test_create_refuses_a_taken_name(admin, tick):
         (BACKWARDS, "detail", "end_at must be"),
     ],
 )
-def test_patch_refuses_bad_input_and_writes_nothing(admin, tick, body, field, text):
+def test_patch_refuses_bad_input_and_writes_nothing(
+    admin, tick, django_capture_on_commit_callbacks, body, field, text
+):
     before = state()
-    response = admin.patch(f"{URL}{tick.pk}/", body, format="json")
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = admin.patch(f"{URL}{tick.pk}/", body, format="json")
     assert response.status_code == 400
     assert text in str(response.data[field]), response.data
-    assert state() == before
+    assert state() == before and callbacks == []
 
 
 @pytest.mark.parametrize(
@@ -300,7 +314,9 @@ BODIES = {"post": {"name": "new", "handler": "platform.echo", "every": 5}, "patc
 
 
 @pytest.mark.parametrize(("method", "path", "codename", "ok"), ROUTES)
-def test_every_route_needs_staff_and_its_permission(tick, method, path, codename, ok):
+def test_every_route_needs_staff_and_its_permission(
+    tick, django_capture_on_commit_callbacks, method, path, codename, ok
+):
     def call(user=None):
         url = URL + path.format(pk=tick.pk)
         return getattr(client_for(user), method)(url, BODIES.get(method), format="json")
@@ -312,10 +328,11 @@ def test_every_route_needs_staff_and_its_permission(tick, method, path, codename
     other = "add_scheduledjob" if codename == "view_scheduledjob" else "view_scheduledjob"
     staff.user_permissions.add(Permission.objects.get(codename=other))
     before = state()
-    assert call().status_code == 401
-    assert call(staff).status_code == 403
-    assert call(holder).status_code == 403
-    assert state() == before
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert call().status_code == 401
+        assert call(staff).status_code == 403
+        assert call(holder).status_code == 403
+    assert state() == before and callbacks == []
     staff.user_permissions.add(perm)
     assert call(User.objects.get(pk=staff.pk)).status_code == ok  # fresh: no cached perms
 
