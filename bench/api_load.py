@@ -85,7 +85,7 @@ def main() -> None:
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    from queues import enqueue
+    from queues import enqueue  # (after setup too: it loads services on first use)
 
     call_command("migrate", verbosity=0)
     user = User.objects.filter(username="bench").first() or User.objects.create_superuser(

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
+
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SOCKET_OPTIONS = {"socket_timeout": 10, "socket_connect_timeout": 5, "socket_keepalive": True}
 
@@ -36,9 +41,6 @@ def is_sentinel(url: str) -> bool:
 
 
 def client_for(url: str):
-    import redis
-    from redis.sentinel import Sentinel
-
     if not is_sentinel(url):
         return redis.Redis.from_url(url, health_check_interval=30, **SOCKET_OPTIONS)
     conf = parse_sentinel(url)
@@ -54,13 +56,10 @@ def client_for(url: str):
 
 
 def async_client_for(url: str):
-    import redis.asyncio as aioredis
-    from redis.asyncio.sentinel import Sentinel
-
     if not is_sentinel(url):
         return aioredis.Redis.from_url(url)
     conf = parse_sentinel(url)
-    sentinel = Sentinel(conf["sentinels"], ssl=conf["ssl"])
+    sentinel = AsyncSentinel(conf["sentinels"], ssl=conf["ssl"])
     return sentinel.master_for(
         conf["master"], db=conf["db"], password=conf["password"], ssl=conf["ssl"]
     )

@@ -159,7 +159,9 @@ class JobViewSet(ViewSet):
         form = s.JobCreateIn(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        job = services.enqueue(data["name"], data.get("payload"), **form.enqueue_options(data))
+        job = services.enqueue(
+            data["name"], data.get("payload"), by=request.user, **form.enqueue_options(data)
+        )
         # 200 when unique_key matched an unfinished job instead of creating one.
         code = status.HTTP_201_CREATED if job.was_created else status.HTTP_200_OK
         return Response(s.JobOut(job).data, status=code)
@@ -176,7 +178,7 @@ class JobViewSet(ViewSet):
             }
             for item in form.validated_data["jobs"]
         ]
-        jobs = services.enqueue_many(specs)
+        jobs = services.enqueue_many(specs, by=request.user)
         return Response(s.JobOut(jobs, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.JobDetailOut)

@@ -8,7 +8,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from queues import doorbell
+from queues import audit, doorbell
+from queues.audit import Actor
 from queues.exceptions import EnqueueError, UnknownDependency
 from queues.models import Job, JobStatus
 from queues.services.dependencies import (
@@ -25,7 +26,7 @@ from queues.services.writing import announce, insert_jobs
 __all__ = ["enqueue", "enqueue_many", "validate_job"]
 
 
-def enqueue(name: str, payload: Any = None, **options: Any) -> Job:
+def enqueue(name: str, payload: Any = None, *, by: Actor = None, **options: Any) -> Job:
     """Enqueue one job and return it.
 
     Options (keyword-only): ``queue``, ``priority`` (1..10), ``delay`` (seconds or
@@ -35,12 +36,21 @@ def enqueue(name: str, payload: Any = None, **options: Any) -> Job:
     ``"optional"``: it runs anyway), ``unique_key`` (returns the queue's unfinished job
     with that key instead of adding a second). Raises ``EnqueueError`` (and subclasses)
     before writing anything. Workers are woken when the caller's transaction commits.
+
+    ``by`` (a user or a label such as ``"manage.py"``): who asked, for an operator's
+    enqueue; it writes an audit row with the job. Application code enqueueing its own
+    work leaves it out: the job row is the record, and the hot path stays one INSERT.
     """
     planned = plan(name, payload, options, timezone.now())
-    return _write([planned])[0]
+    if by is None:
+        return _write([planned])[0]
+    with transaction.atomic():
+        (job,) = _write([planned])
+        _audit(by, [job])
+    return job
 
 
-def enqueue_many(specs: Iterable[Mapping[str, Any]]) -> list[Job]:
+def enqueue_many(specs: Iterable[Mapping[str, Any]], *, by: Actor = None) -> list[Job]:
     """Enqueue many jobs in one transaction (one INSERT). Each spec is a mapping with
     ``name``, ``payload`` and any ``enqueue`` option, plus an optional ``ref`` that later
     or earlier specs may name in their ``depends_on`` (flows). All are validated first:
@@ -65,7 +75,23 @@ def enqueue_many(specs: Iterable[Mapping[str, Any]]) -> list[Job]:
         planned.append(item)
     if not planned:
         return []
-    return _write(planned, refs=refs)
+    if by is None:
+        return _write(planned, refs=refs)
+    with transaction.atomic():
+        jobs = _write(planned, refs=refs)
+        _audit(by, jobs)
+    return jobs
+
+
+def _audit(by: Actor, jobs: list[Job]) -> None:
+    created = [j for j in jobs if j.was_created]
+    audit.record(
+        by=by,
+        action="enqueue",
+        target=str(jobs[0].pk) if len(jobs) == 1 else "",
+        count=len(created),
+        names=sorted({j.name for j in jobs}),
+    )
 
 
 def _write(planned: list[Planned], refs: Mapping[str, int] | None = None) -> list[Job]:

@@ -3,6 +3,7 @@ from the admin, the API, a management command or Python code."""
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 
 from queues import services
 from queues.engine.runner import drain
@@ -62,3 +63,22 @@ def test_a_refused_change_writes_no_audit_row_and_changes_nothing():
         services.delete_job(job.pk, by="manage.py")
     assert Job.objects.get(pk=job.pk).status == JobStatus.ACTIVE
     assert not AuditLog.objects.exists()
+
+
+def test_an_operator_enqueue_is_audited_and_application_enqueues_are_not(admin_client):
+    services.enqueue("platform.echo", {})
+    assert not AuditLog.objects.exists()
+    call_command("enqueue", "platform.echo", "--payload", "{}")
+    by_command = Job.objects.order_by("created_at").last()
+    response = admin_client.post(
+        "/api/v1/jobs/", {"name": "platform.echo", "payload": {}}, content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    assert rows() == [
+        ("enqueue", str(by_command.pk), 1, "manage.py"),
+        ("enqueue", response.json()["id"], 1, "admin"),
+    ]
+    # Deduplicated to the existing job by its unique_key: audited, but nothing created.
+    services.enqueue("platform.echo", {}, unique_key="k")
+    services.enqueue("platform.echo", {}, unique_key="k", by="manage.py")
+    assert AuditLog.objects.order_by("id").last().count == 0

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"--payload is not valid JSON: {exc}") from None
         try:
-            job = enqueue(name, data, queue=queue, priority=priority, delay=delay)
+            job = enqueue(name, data, queue=queue, priority=priority, delay=delay, by="manage.py")
         except EnqueueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{job.id} {job.status} queue={job.queue.name} priority={job.priority}")
