@@ -10,13 +10,40 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from devices import services
-from devices.models import ALLOWED_FROM, Device, DeviceOperation, OperationKind
+from devices.models import (
+    ALLOWED_FROM,
+    Device,
+    DeviceOperation,
+    DeviceStatus,
+    OperationKind,
+    OperationStatus,
+)
 from queues.admin.common import ReadOnlyMixin, progress_bar, report_done, status_badge
 
 
 def _job_link(op: DeviceOperation):
     url = reverse("admin:queues_job_change", args=[op.job_id])
     return format_html('<a href="{}">{}</a>', url, str(op.job_id)[:13])
+
+
+# Every status of a device and of an operation (a test checks none is missing).
+DEVICE_COLORS = {
+    DeviceStatus.STOPPED: "#777",
+    DeviceStatus.STARTING: "#2b7bb9",
+    DeviceStatus.RUNNING: "#2e7d32",
+    DeviceStatus.STOPPING: "#2b7bb9",
+    DeviceStatus.RESTARTING: "#2b7bb9",
+    DeviceStatus.RESETTING: "#2b7bb9",
+    DeviceStatus.ERROR: "#ba2121",
+}
+OPERATION_COLORS = {
+    OperationStatus.WAITING: "#417690",
+    OperationStatus.RUNNING: "#2b7bb9",
+    OperationStatus.RETRYING: "#8a6d3b",
+    OperationStatus.COMPLETED: "#2e7d32",
+    OperationStatus.FAILED: "#ba2121",
+    OperationStatus.CANCELLED: "#777",
+}
 
 
 class OperationInline(ReadOnlyMixin, admin.TabularInline):
@@ -32,7 +59,7 @@ class OperationInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description="status")
     def status_tag(self, op):
-        return status_badge(op.status)
+        return status_badge(op.status, OPERATION_COLORS)
 
     @admin.display(description="progress")
     def progress_tag(self, op):
@@ -73,7 +100,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_tag(self, device):
-        return status_badge(device.status)
+        return status_badge(device.status, DEVICE_COLORS)
 
     @admin.display(description="operation")
     def operation(self, device):
@@ -141,7 +168,7 @@ class DeviceOperationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_tag(self, op):
-        return status_badge(op.status)
+        return status_badge(op.status, OPERATION_COLORS)
 
     @admin.display(description="progress")
     def progress_tag(self, op):

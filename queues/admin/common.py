@@ -8,6 +8,7 @@ from functools import cached_property
 from django.core.paginator import Paginator
 from django.utils.html import format_html
 
+# Every JobStatus; other apps pass their own map for their models' statuses.
 STATUS_COLORS = {
     "waiting": "#417690",
     "delayed": "#8a6d3b",
@@ -42,8 +43,10 @@ class ReadOnlyMixin:
         return False
 
 
-def status_badge(status: str):
-    color = STATUS_COLORS.get(status, "#777")
+def status_badge(status: str, colors: dict[str, str] = STATUS_COLORS):
+    """A coloured badge; ``colors`` maps each status of the model to its colour (a test
+    checks that every status has one)."""
+    color = colors.get(status, "#777")
     return format_html('<span class="jp-badge" style="background:{}">{}</span>', color, status)
 
 

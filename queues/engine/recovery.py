@@ -24,6 +24,18 @@ from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
 
 STALL_BATCH = 1000
+# What _requeue reads of each job, whichever way it was found.
+_REQUEUE_FIELDS = (
+    "id",
+    "name",
+    "attempts_made",
+    "stalled_count",
+    "started_at",
+    "worker",
+    "locked_until",
+    "queue__name",
+    "queue__max_stalled",
+)
 
 
 def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
@@ -63,17 +75,7 @@ def recover_stalled(*, now: datetime | None = None) -> list[str]:
         rows = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=JobStatus.ACTIVE, locked_until__lt=now)
-            .values(
-                "id",
-                "name",
-                "attempts_made",
-                "stalled_count",
-                "started_at",
-                "worker",
-                "locked_until",
-                "queue__name",
-                "queue__max_stalled",
-            )[:STALL_BATCH]
+            .values(*_REQUEUE_FIELDS)[:STALL_BATCH]
         )
         if not rows:
             return []
@@ -92,16 +94,7 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
         rows = list(
             Job.objects.select_for_update(of=("self",))
             .filter(status=JobStatus.ACTIVE, worker__in=workers)
-            .values(
-                "id",
-                "attempts_made",
-                "stalled_count",
-                "started_at",
-                "worker",
-                "locked_until",
-                "queue__name",
-                "queue__max_stalled",
-            )
+            .values(*_REQUEUE_FIELDS)
         )
         return _requeue(rows, now=now, reason=reason, count_stall=False)
 
@@ -163,7 +156,7 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
             {
                 "job_id": r["id"],
                 "queue": r["queue__name"],
-                "name": r.get("name", ""),
+                "name": r["name"],
                 "attempt": r["attempts_made"],
                 "error": r["error"],
             }

@@ -103,3 +103,18 @@ def test_actions_queue_operations_for_devices_in_a_state_to_take_them(
             *[(f"device_{kind}", d.pk, "admin") for d in targets],
         ]
     )
+
+
+def test_every_status_has_its_own_badge_colour():
+    from devices.admin import DEVICE_COLORS, OPERATION_COLORS
+    from devices.models import DeviceStatus, OperationStatus
+    from queues.admin.common import STATUS_COLORS
+    from queues.models import JobStatus
+
+    for colors, statuses in [
+        (STATUS_COLORS, JobStatus),
+        (DEVICE_COLORS, DeviceStatus),
+        (OPERATION_COLORS, OperationStatus),
+    ]:
+        assert set(colors) == {s.value for s in statuses}
+    assert DEVICE_COLORS[DeviceStatus.ERROR] != DEVICE_COLORS[DeviceStatus.RUNNING]
