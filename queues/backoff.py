@@ -47,13 +47,21 @@ def _milliseconds(value: Any, key: str) -> int:
     return int(value)
 
 
+# An exponential backoff without its own max_delay stops growing at one hour; no backoff,
+# whatever it says, plans a retry more than a week away (a datetime cannot overflow).
+DEFAULT_MAX_DELAY_MS = 3_600_000
+ABSOLUTE_MAX_DELAY_MS = 7 * 24 * 3_600_000
+
+
 def retry_delay_ms(backoff: dict, failed_attempt: int) -> int:
     """Delay before the retry that follows failed attempt number ``failed_attempt`` (1-based)."""
     delay = int(backoff.get("delay", 0))
+    max_delay = backoff.get("max_delay")
     if backoff.get("type") == "exponential":
         # Cap the exponent: 2**62 ms is already far beyond any max_delay.
         delay = delay * 2 ** min(max(failed_attempt - 1, 0), 62)
-    max_delay = backoff.get("max_delay")
+        if max_delay is None:
+            max_delay = DEFAULT_MAX_DELAY_MS
     if max_delay is not None:
         delay = min(delay, int(max_delay))
-    return delay
+    return min(delay, ABSOLUTE_MAX_DELAY_MS)

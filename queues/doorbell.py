@@ -35,8 +35,9 @@ from queues.selectors import ALL_QUEUES, live_workers, serves
 logger = logging.getLogger("queues.doorbell")
 
 KEY_PREFIX = "jobplatform"
-# A pending bell expires by itself: a worker killed between popping the message and
-# clearing the bell must not silence the queue for longer than this.
+# A pending bell expires by itself; and it holds back rings only while its message still
+# waits in the list, so a worker killed between taking the message and clearing the bell
+# never silences the queue.
 BELL_TTL_SECONDS = 5
 LIST_KEY_ENV = "JOBPLATFORM_LIST_KEY"
 
@@ -54,8 +55,15 @@ for i = 3, #ARGV, 2 do
       if not seen[list] then
         seen[list] = true
         local bell = 'jobplatform:bell:' .. list .. ':' .. queue
-        if redis.call('SET', bell, '1', 'NX', 'EX', bell_ttl) then
-          redis.call('RPUSH', 'django_q:' .. list .. ':q', package)
+        local messages = 'django_q:' .. list .. ':q'
+        -- A pending bell holds back a ring only while a message still waits in the list.
+        -- Once the list is empty, the message was taken: by a live worker (then one more
+        -- drain is harmless) or by one that died before answering (then this ring is the
+        -- only way the queue's jobs get picked up now).
+        local fresh = redis.call('SET', bell, '1', 'NX', 'EX', bell_ttl)
+        if fresh or redis.call('LLEN', messages) == 0 then
+          if not fresh then redis.call('SET', bell, '1', 'EX', bell_ttl) end
+          redis.call('RPUSH', messages, package)
           pushed = pushed + 1
         end
       end

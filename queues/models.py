@@ -144,7 +144,7 @@ class Job(models.Model):
             ("promote_job", "Can run delayed jobs now"),
         ]
         indexes = [
-            # Serves the claim query in queues/claim.py:
+            # Serves the claim query in queues/engine/claim.py:
             #   ... WHERE queue_id = %s AND status = 'waiting'
             #   ORDER BY priority, created_at LIMIT n FOR UPDATE SKIP LOCKED
             models.Index(
@@ -152,13 +152,21 @@ class Job(models.Model):
                 condition=Q(status="waiting"),
                 name="job_claim_idx",
             ),
-            # Serves delayed-job promotion in queues/maintenance.py (status='delayed', due).
+            # Serves delayed-job promotion in queues/engine/maintenance.py (status='delayed', due).
             models.Index(
                 fields=["run_at"], condition=Q(status="delayed"), name="job_delayed_due_idx"
             ),
             # Serves the stalled-lock sweep (status='active' AND locked_until < now).
             models.Index(
                 fields=["locked_until"], condition=Q(status="active"), name="job_active_lock_idx"
+            ),
+            # Serves the same sweep's look for cancelled jobs whose worker died while they
+            # stopped (status='cancelled' AND worker <> '' AND locked_until < now): without
+            # it, each sweep visits every cancelled job kept for retention.
+            models.Index(
+                fields=["locked_until"],
+                condition=Q(status="cancelled") & ~Q(worker=""),
+                name="job_cancelled_lock_idx",
             ),
             # Per-queue counts by status.
             models.Index(fields=["queue", "status"], name="job_queue_status_idx"),

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from queues.models import Job, JobStatus, Queue
@@ -46,7 +46,8 @@ SET status = 'active',
 FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.name, j.payload, j.priority, j.created_at, j.attempts_made,
-          j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id, j.webhook_url
+          j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id, j.webhook_url,
+          j.stalled_count
 """
 
 
@@ -64,6 +65,7 @@ class ClaimedJob:
     timeout: float | None
     queue_id: int | None = None
     webhook_url: str = ""
+    stalled_count: int = 0
 
     @property
     def attempts_exhausted(self) -> bool:
@@ -84,6 +86,7 @@ class ClaimedJob:
             timeout=job.timeout,
             queue_id=job.queue_id,
             webhook_url=job.webhook_url,
+            stalled_count=job.stalled_count,
         )
 
 
@@ -110,7 +113,12 @@ def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
         return Claim([])
     allowed, retry_after = limit, None
     if q.concurrency:
-        active = Job.objects.filter(queue=q, status=JobStatus.ACTIVE).count()
+        # A cancelled job whose handler is still stopping holds its worker: it counts.
+        active = (
+            Job.objects.filter(queue=q)
+            .filter(Q(status=JobStatus.ACTIVE) | (Q(status=JobStatus.CANCELLED) & ~Q(worker="")))
+            .count()
+        )
         # No retry hint: the drain that frees a slot goes on claiming by itself.
         allowed = min(allowed, q.concurrency - active)
     window = None
@@ -162,6 +170,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[Clai
                 timeout=row[9],
                 queue_id=row[10],
                 webhook_url=row[11],
+                stalled_count=row[12],
             )
             for row in rows
         ]

@@ -11,7 +11,7 @@ import json
 import logging
 from functools import partial
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
@@ -37,15 +37,17 @@ SET status = v.status,
     finished_at = v.finished_at,
     run_at = COALESCE(v.run_at, j.run_at),
     locked_until = NULL,
-    worker = ''
+    worker = '',
+    attempts_base = j.attempts_base + v.uncharged,
+    stalled_count = j.stalled_count + v.uncharged
 FROM (VALUES {rows}) AS v(id, attempt, attempts_made, status, result, error, started_at,
-                         finished_at, run_at)
+                         finished_at, run_at, uncharged)
 WHERE j.id = v.id AND j.status = 'active' AND j.attempts_made = v.attempt
 RETURNING j.id, j.has_dependants
 """
 _ROW = (
     "(%s::uuid, %s::int, %s::int, %s::varchar, %s::jsonb, %s::text,"
-    " %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    " %s::timestamptz, %s::timestamptz, %s::timestamptz, %s::int)"
 )
 
 
@@ -60,13 +62,18 @@ def finalize(outcomes: list[Outcome], *, worker: str) -> set:
         return set()
     try:
         return _finalize(outcomes, worker=worker)
-    except (DataError, IntegrityError):
-        logger.exception("batch finalize refused; recording %d outcomes one by one", len(outcomes))
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the caller retries the whole batch
+    except Exception:
+        logger.exception("batch finalize failed; recording %d outcomes one by one", len(outcomes))
     applied: set = set()
     for outcome in outcomes:
         try:
             applied |= _finalize([outcome], worker=worker)
-        except (DataError, IntegrityError) as exc:
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            logger.exception("the outcome of job %s could not be recorded", outcome.job.id)
             applied |= _finalize([_unrecordable(outcome, exc)], worker=worker)
     return applied
 
@@ -106,7 +113,10 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
         stopped = [i for i, st in now_status.items() if st == JobStatus.CANCELLED]
         if stopped:
             Job.objects.filter(id__in=stopped, worker=worker).update(worker="", locked_until=None)
-        transaction.on_commit(partial(record_outcomes, outcomes))
+        # Only what was applied: a fenced-off late outcome is not counted twice.
+        transaction.on_commit(
+            partial(record_outcomes, [o for o in outcomes if o.job.id in applied])
+        )
         _signal_outcomes([o for o in outcomes if o.job.id in applied])
         job_status_changed(
             list(applied),
@@ -180,6 +190,7 @@ def _update_postgres(outcomes: list[Outcome]) -> dict:
             o.started_at,
             o.finished_at if o.is_final else None,
             o.run_at,
+            0 if o.charged else 1,
         ]
     sql = _FINALIZE_SQL.format(rows=", ".join([_ROW] * len(outcomes)))
     with connection.cursor() as cursor:
@@ -204,6 +215,9 @@ def _update_orm(outcomes: list[Outcome]) -> dict:
             fields["run_at"] = o.run_at
         if o.status == JobStatus.COMPLETED:
             fields["progress"] = 100
+        if not o.charged:
+            fields["attempts_base"] = F("attempts_base") + 1
+            fields["stalled_count"] = F("stalled_count") + 1
         rows = Job.objects.filter(pk=o.job.id, status=JobStatus.ACTIVE, attempts_made=o.job.attempt)
         has_dependants = rows.values_list("has_dependants", flat=True).first()
         if rows.update(**fields):

@@ -31,6 +31,10 @@ class Outcome:
     # False when the try did not really happen (a keyed rate limit sent the job back):
     # no attempt row, and the attempt number is given back.
     counted: bool = True
+    # False when the try happened but the infrastructure failed it (the database
+    # connection was lost): its attempt row is written, but like a stall it does not use
+    # up one of the job's attempts, and it counts against the queue's max_stalled.
+    charged: bool = True
 
     @property
     def is_final(self) -> bool:
@@ -42,8 +46,10 @@ class Outcome:
 
 
 def clean_text(text: str) -> str:
-    """Postgres text cannot hold NUL characters."""
-    return text.replace("\x00", "\\x00")
+    """Text the ledger can hold: Postgres text has no NUL character, and UTF-8 cannot
+    encode a lone surrogate (a non-UTF-8 file name read by os.listdir, say)."""
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def failure_outcome(

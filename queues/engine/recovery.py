@@ -85,7 +85,9 @@ def recover_stalled(*, now: datetime | None = None) -> list[str]:
 
 def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
     """Requeue the active jobs of worker processes that were just killed (a shutdown past
-    its grace period, a frozen cluster restarted). Not counted as stalls or attempts."""
+    its grace period, a frozen cluster restarted). Each counts a stall, not an attempt:
+    a job that wedges its worker every time (the GIL held, say) fails after its queue's
+    ``max_stalled`` instead of taking its batch down forever."""
     workers = [w for w in workers if w]
     if not workers:
         return []
@@ -96,7 +98,7 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
             .filter(status=JobStatus.ACTIVE, worker__in=workers)
             .values(*_REQUEUE_FIELDS)
         )
-        return _requeue(rows, now=now, reason=reason, count_stall=False)
+        return _requeue(rows, now=now, reason=reason, count_stall=True)
 
 
 def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:

@@ -8,17 +8,20 @@ avoid: a batch costs one claim statement plus one finalize transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
 import traceback as tb
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
+from psycopg.pq import TransactionStatus
 
 from queues import doorbell, metrics, signals
 from queues.engine.claim import ClaimedJob, claim_jobs
@@ -27,9 +30,15 @@ from queues.engine.finalize import finalize
 from queues.engine.outcomes import Outcome, clean_text, failure_outcome
 from queues.engine.recovery import release_unstarted
 from queues.engine.runtime import Running, runtime
-from queues.exceptions import JobCancelled, JobTimeout, PermanentError, RateLimited, UnknownHandler
+from queues.exceptions import (
+    JobCancelled,
+    JobInterrupt,
+    PermanentError,
+    RateLimited,
+    UnknownHandler,
+)
 from queues.logcontext import current_job
-from queues.models import AttemptOutcome, JobStatus, Queue
+from queues.models import AttemptOutcome, Job, JobStatus, Queue
 from queues.registry import get_handler
 from queues.services.notify import job_status_changed
 
@@ -40,6 +49,11 @@ logger = logging.getLogger("queues.engine.runner")
 _seconds_per_job: dict[str, float] = {}
 # A rate-limited drain waits for the next window only if it opens this soon.
 MAX_RATE_WAIT = 1.0
+# Outcomes are written at least this often while a batch runs (a batch of short jobs is
+# written once, at its end).
+WRITE_EVERY_SECONDS = 1.0
+# How often a running batch looks for batchmates cancelled before their turn.
+CANCEL_CHECK_SECONDS = 0.05
 
 
 def worker_id() -> str:
@@ -107,9 +121,7 @@ def _drain(queue_name: str) -> int:
                     for j in jobs
                 ],
             )
-        hooked = [j.id for j in jobs if j.webhook_url]
-        if hooked:
-            job_status_changed(hooked, webhook_ids=hooked)
+        _tell_started(jobs)
         if len(jobs) == limit:
             # Probably more where these came from: let another worker join in.
             doorbell.ring_quietly([queue_name])
@@ -123,26 +135,80 @@ def _drain(queue_name: str) -> int:
     return processed
 
 
+def _tell_started(jobs: list[ClaimedJob]) -> None:
+    hooked = [j.id for j in jobs if j.webhook_url]
+    if not hooked:
+        return
+    try:
+        with transaction.atomic():
+            job_status_changed(hooked, webhook_ids=hooked)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        # A webhook that cannot be queued (its queue deleted, say) never keeps the jobs
+        # themselves from running.
+        logger.exception("could not queue the 'active' webhooks of %d jobs", len(hooked))
+
+
 def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
+    """Run a claimed batch. Outcomes are written at the batch's end, or as soon as a second
+    has passed since the last write; while one job runs long, the keeper writes those
+    decided and gives back the batchmates not started (see Runtime._put_away_behind)."""
     runtime.begin_batch(worker=worker, ids=[j.id for j in jobs], lock_duration=queue.lock_duration)
-    outcomes = []
+    ran = 0
+    last_write = last_cancel_check = time.monotonic()
     try:
         for index, job in enumerate(jobs):
             if runtime.should_stop():
-                release_unstarted(ids=[j.id for j in jobs[index:]], worker=worker)
                 break
-            outcome = run_job(job, queue_name=queue.name, worker=worker)
-            outcomes.append(outcome)
+            now = time.monotonic()
+            if index and now - last_cancel_check >= CANCEL_CHECK_SECONDS:
+                _drop_cancelled(worker)
+                last_cancel_check = now
+            if not runtime.take(job.id):
+                continue  # given back, or cancelled before its turn
+            try:
+                outcome = run_job(job, queue_name=queue.name, worker=worker, queue=queue)
+            except Exception as exc:
+                logger.exception("job %s: no outcome could be decided", job.id)
+                outcome = _undecidable(job, exc)
             runtime.record(outcome)
-        _finalize_with_retry(outcomes, worker=worker)
+            ran += 1
+            if time.monotonic() - last_write >= WRITE_EVERY_SECONDS:
+                _finalize_with_retry(runtime.take_pending(), worker=worker)
+                last_write = time.monotonic()
     finally:
-        runtime.end_batch()
-    return len(outcomes)
+        try:
+            _finalize_with_retry(runtime.take_pending(), worker=worker)
+        finally:
+            rest = runtime.take_unstarted()
+            runtime.end_batch()
+            if rest:
+                release_unstarted(ids=rest, worker=worker)
+    return ran
+
+
+def _drop_cancelled(worker: str) -> None:
+    """Batchmates cancelled while they waited their turn never run: they leave the batch
+    and this worker lets go of them, giving back the attempt they never made."""
+    waiting = runtime.not_started()
+    if not waiting:
+        return
+    cancelled = set(
+        Job.objects.filter(id__in=waiting, status=JobStatus.CANCELLED).values_list("id", flat=True)
+    )
+    if cancelled:
+        runtime.drop_unstarted(cancelled)
+        Job.objects.filter(id__in=cancelled, status=JobStatus.CANCELLED, worker=worker).update(
+            worker="", locked_until=None, attempts_made=F("attempts_made") - 1
+        )
 
 
 def _finalize_with_retry(outcomes: list[Outcome], *, worker: str) -> None:
     # The jobs ran: keep trying to record that (e.g. across a Postgres restart) rather
     # than let them stall and run again.
+    if not outcomes:
+        return
     give_up = time.monotonic() + settings.JOBPLATFORM["FINALIZE_RETRY_SECONDS"]
     pause = 0.2
     while True:
@@ -158,19 +224,25 @@ def _finalize_with_retry(outcomes: list[Outcome], *, worker: str) -> None:
             pause = min(pause * 2, 2.0)
 
 
-def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
-    """Run one claimed job's handler and decide what happens to the job next."""
+def run_job(
+    job: ClaimedJob, *, queue_name: str, worker: str, queue: Queue | None = None
+) -> Outcome:
+    """Run one claimed job's handler and decide what happens to the job next. Whatever
+    the handler does, this returns the job's outcome (a timeout or cancel can interrupt
+    only the handler's own code; see Runtime._on_alarm)."""
     started_at = timezone.now()
     clock = time.perf_counter()
 
+    def finished_at() -> datetime:
+        return started_at + timedelta(seconds=time.perf_counter() - clock)
+
     def fail(exc: BaseException, *, permanent: bool = False, outcome=AttemptOutcome.FAILED):
-        finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
         return failure_outcome(
             job,
             started_at=started_at,
-            finished_at=finished_at,
-            error=clean_text(f"{type(exc).__name__}: {exc}"),
-            traceback=clean_text("".join(tb.format_exception(exc))),
+            finished_at=finished_at(),
+            error=clean_text(_describe(exc)),
+            traceback=clean_text(_traceback(exc)),
             attempt_outcome=outcome,
             permanent=permanent,
         )
@@ -184,12 +256,19 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
     )
     try:
         handler = get_handler(job.name)
-        result = handler.func(ctx, job.payload)
+        runtime.enter_handler()
+        try:
+            result = handler.func(ctx, job.payload)
+        finally:
+            runtime.leave_handler()
         result_json = _result_json(result)
-    except JobTimeout as exc:
+    except JobInterrupt as exc:
+        # It may have landed inside a database call: that connection may still be busy
+        # with the query. Never hand it to the next job.
+        _drop_connection(cancel=True)
+        if isinstance(exc, JobCancelled):
+            return fail(exc, permanent=True, outcome=AttemptOutcome.CANCELLED)
         return fail(exc, outcome=AttemptOutcome.TIMEOUT)
-    except JobCancelled as exc:
-        return fail(exc, permanent=True, outcome=AttemptOutcome.CANCELLED)
     except RateLimited as exc:
         now = timezone.now()
         return Outcome(
@@ -204,6 +283,12 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
         )
     except (UnknownHandler, PermanentError) as exc:
         return fail(exc, permanent=True)
+    except (OperationalError, InterfaceError) as exc:
+        _drop_connection(cancel=False)
+        max_stalled = queue.max_stalled if queue is not None else 0
+        if job.stalled_count >= max_stalled:
+            return fail(exc)
+        return _database_lost(job, exc, started_at, finished_at(), max_stalled)
     except Exception as exc:
         return fail(exc)
     finally:
@@ -214,8 +299,72 @@ def run_job(job: ClaimedJob, *, queue_name: str, worker: str) -> Outcome:
         status=JobStatus.COMPLETED,
         attempt_outcome=AttemptOutcome.COMPLETED,
         started_at=started_at,
-        finished_at=started_at + timedelta(seconds=time.perf_counter() - clock),
+        finished_at=finished_at(),
         result_json=result_json,
+    )
+
+
+def _database_lost(
+    job: ClaimedJob, exc: Exception, started_at: datetime, finished_at: datetime, bound: int
+) -> Outcome:
+    """The connection was killed or reset under the handler: the infrastructure failed,
+    not the handler. The try is recorded but not counted (like a stall, up to the queue's
+    ``max_stalled``), and the job runs again shortly, so ``attempts=1`` jobs survive a
+    failover."""
+    retry = job.stalled_count + 1
+    return Outcome(
+        job=job,
+        status=JobStatus.DELAYED,
+        attempt_outcome=AttemptOutcome.FAILED,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=clean_text(
+            f"{_describe(exc)} (the database connection was lost: this try is not counted; "
+            f"retry {retry} of {bound})"
+        ),
+        traceback=clean_text(_traceback(exc)),
+        run_at=finished_at + timedelta(seconds=min(2 ** (retry - 1), 30)),
+        charged=False,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose str() itself fails
+        return f"{type(exc).__name__}: (its message could not be formatted)"
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(tb.format_exception(exc))
+    except Exception:
+        return ""
+
+
+def _drop_connection(*, cancel: bool) -> None:
+    """After an interrupt or a lost connection: cancel a query still running for the
+    handler, and never hand this connection to the next job."""
+    raw = connection.connection
+    if raw is not None and cancel:
+        with contextlib.suppress(Exception):
+            if raw.info.transaction_status == TransactionStatus.ACTIVE:
+                raw.cancel()
+    if connection.in_atomic_block:
+        return  # the caller's own transaction (a test drains inside one): it decides
+    connection.close()
+
+
+def _undecidable(job: ClaimedJob, exc: Exception) -> Outcome:
+    """The last resort when deciding an outcome itself failed: the job fails, with why."""
+    now = timezone.now()
+    return Outcome(
+        job=job,
+        status=JobStatus.FAILED,
+        attempt_outcome=AttemptOutcome.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=clean_text(f"the job's outcome could not be decided: {_describe(exc)}"),
     )
 
 

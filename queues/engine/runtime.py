@@ -44,6 +44,9 @@ shared_stopping = None  # multiprocessing.Event: stop taking jobs
 shared_activity = None  # multiprocessing.Value("d"): last sign of life (time.time())
 
 KEEPER_TICK = 0.5
+# A job that has run this long gets its batch put away behind it: the outcomes already
+# decided are written, and the batchmates not started go back to waiting for idle workers.
+LONG_JOB_SECONDS = 0.5
 
 
 @dataclass
@@ -62,7 +65,12 @@ class Runtime:
         self._lock = threading.Lock()
         self.worker = ""
         self.batch: set[UUID] = set()
-        self.done: list = []
+        # Outcomes decided but not yet written, and the batch's jobs not yet started (in
+        # order). Both are shared with the keeper thread, under the lock.
+        self.pending: list = []
+        self.unstarted: list[UUID] = []
+        # True only while a handler's own code runs: interrupts land there or nowhere.
+        self.in_handler = False
         self.lock_duration = 30
         self.running: Running | None = None
         self.interrupt_reason: str | None = None
@@ -85,7 +93,8 @@ class Runtime:
         with self._lock:
             self.worker = worker
             self.batch = set(ids)
-            self.done = []
+            self.pending = []
+            self.unstarted = list(ids)
             self.lock_duration = lock_duration
             self._next_extend = time.monotonic() + max(lock_duration / 3, 0.5)
         self._ensure_keeper()
@@ -94,15 +103,52 @@ class Runtime:
     def end_batch(self) -> None:
         with self._lock:
             self.batch = set()
-            self.done = []
+            self.pending = []
+            self.unstarted = []
             self.running = None
         self.touch()
 
-    def record(self, outcome) -> None:
-        """An outcome of this batch, not yet written (the keeper writes it if it must kill
-        the process before the batch ends)."""
+    def take(self, job_id: UUID) -> bool:
+        """Start ``job_id``: False when the keeper already gave it back."""
         with self._lock:
-            self.done.append(outcome)
+            if job_id not in self.unstarted:
+                return False
+            self.unstarted.remove(job_id)
+            return True
+
+    def not_started(self) -> list[UUID]:
+        with self._lock:
+            return list(self.unstarted)
+
+    def drop_unstarted(self, ids: set[UUID]) -> None:
+        with self._lock:
+            self.unstarted = [i for i in self.unstarted if i not in ids]
+
+    def take_unstarted(self) -> list[UUID]:
+        with self._lock:
+            rest, self.unstarted = self.unstarted, []
+            return rest
+
+    def record(self, outcome) -> None:
+        """An outcome of this batch, not yet written."""
+        with self._lock:
+            self.pending.append(outcome)
+
+    def take_pending(self) -> list:
+        with self._lock:
+            outcomes, self.pending = self.pending, []
+            return outcomes
+
+    def give_back(self, outcomes: list) -> None:
+        """Outcomes that could not be written yet: the drain writes them at the batch's end."""
+        with self._lock:
+            self.pending[:0] = outcomes
+
+    def enter_handler(self) -> None:
+        self.in_handler = True
+
+    def leave_handler(self) -> None:
+        self.in_handler = False
 
     def begin_job(self, running: Running) -> None:
         self._install_alarm()
@@ -137,6 +183,12 @@ class Runtime:
         self._alarm_installed = True
 
     def _on_alarm(self, signum, frame) -> None:
+        # Only the handler's own code is interrupted. Anywhere else in the job's step (an
+        # exception being formatted, a result being encoded, the outcome being built) an
+        # interrupt would escape the step and lose the batch; there the job is already
+        # ending, so the signal is dropped.
+        if not self.in_handler:
+            return
         with self._lock:
             running, reason = self.running, self.interrupt_reason
             self.interrupt_reason = None
@@ -178,6 +230,10 @@ class Runtime:
         now = time.monotonic()
         if now >= self._next_extend:
             self._extend_locks(batch, worker, lock_duration)
+        if running is not None and (
+            now - running.started >= LONG_JOB_SECONDS or self.should_stop()
+        ):
+            self._put_away_behind(running, worker)
             self._next_extend = now + max(lock_duration / 3, 0.5)
         if running is None:
             return
@@ -210,8 +266,34 @@ class Runtime:
         with self._lock:
             if self.running is not running:
                 return  # that job ended meanwhile: never interrupt the next one
+            if not self.in_handler:
+                return  # the handler already returned: the job is ending anyway
             self.interrupt_reason = reason
             signal.pthread_kill(threading.main_thread().ident, signal.SIGALRM)
+
+    def _put_away_behind(self, running: Running, worker: str) -> None:
+        """While a job runs long (or the worker is stopping): write the outcomes already
+        decided, and give back the batchmates not started, so that neither waits for it."""
+        with self._lock:
+            if self.running is not running:
+                return
+            outcomes, self.pending = self.pending, []
+            rest, self.unstarted = self.unstarted, []
+        if outcomes:
+            try:
+                finalize(outcomes, worker=worker)
+            except Exception:
+                logger.warning("could not write %d outcomes yet", len(outcomes), exc_info=True)
+                connection.close()
+                self.give_back(outcomes)
+        if rest:
+            try:
+                release_unstarted(ids=rest, worker=worker)
+            except Exception:
+                logger.warning("could not give back %d jobs yet", len(rest), exc_info=True)
+                connection.close()
+                with self._lock:
+                    self.unstarted[:0] = rest
 
     def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
@@ -226,14 +308,16 @@ class Runtime:
         with self._lock:
             if self.running is not running:
                 return  # it ended meanwhile
-            done = list(self.done)
+            done, self.pending = self.pending, []
+            rest, self.unstarted = self.unstarted, []
         try:
             # The jobs of this batch that already ran are recorded with the killed one;
             # only those never started go back to waiting.
             killed = killed_outcome(running=running, reason=reason)
             finalize([*done, *([killed] if killed else [])], worker=worker)
-            finished = {o.job.id for o in done} | {running.job_id}
-            release_unstarted(ids=batch - finished, worker=worker)
+            release_unstarted(ids=rest, worker=worker)
+        except Exception:
+            logger.exception("could not record the batch of the killed job %s", running.job_id)
         finally:
             os.kill(os.getpid(), signal.SIGKILL)
 

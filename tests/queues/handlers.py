@@ -2,6 +2,8 @@
 
 import time
 
+from django.db import connection
+
 from queues import job
 from queues.services import cancel_job
 
@@ -91,3 +93,62 @@ def logs(ctx, payload):
 
     logging.getLogger("thirdparty.sdk").warning("calling the provider for %s", payload["who"])
     return {"ok": True}
+
+
+class SlowMessage(Exception):  # noqa: N818
+    """An error whose message takes a while to format (an interrupt may land meanwhile)."""
+
+    def __str__(self):
+        time.sleep(0.6)
+        return "slow to describe"
+
+
+@job("test.slow_message")
+def slow_message(ctx, payload):
+    raise SlowMessage()
+
+
+@job("test.pg_sleep")
+def pg_sleep(ctx, payload):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [payload["seconds"]])
+    return {"slept": payload["seconds"]}
+
+
+@job("test.db_query")
+def db_query(ctx, payload):
+    ctx.log("the connection works")
+    return {"ok": True}
+
+
+@job("test.cancel_other")
+def cancel_other(ctx, payload):
+    cancel_job(payload["other"])
+    time.sleep(payload.get("then_sleep", 0.1))
+    return {"cancelled": payload["other"]}
+
+
+@job("test.lose_connection")
+def lose_connection(ctx, payload):
+    """Its database session is killed under it on the first try (a failover, say)."""
+    if ctx.attempt == 1:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    ctx.log("second try")
+    return {"attempt": ctx.attempt}
+
+
+@job("test.surrogate")
+def surrogate(ctx, payload):
+    raise RuntimeError("cannot parse " + b"caf\xe9.txt".decode("utf-8", "surrogateescape"))
+
+
+@job("test.wedge")
+def wedge(ctx, payload):
+    """Holds the GIL for a long time on its first tries (catastrophic regex backtracking):
+    neither its timeout's signal nor its process's other threads can run."""
+    import re
+
+    if ctx.attempt <= payload.get("wedged_tries", 99):
+        re.match(r"(a+)+$", "a" * payload.get("length", 40) + "b")
+    return {"attempt": ctx.attempt}
