@@ -8,9 +8,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, SolarSchedule
 
 from queues.durations import duration_ms
-from queues.exceptions import EnqueueError
-from queues.services import validate_job
 from scheduling import services
+from scheduling.calendar import cron_expression
+from scheduling.changes import update_schedule
 from scheduling.cron import ScheduleError
 from scheduling.models import ScheduledJob, ScheduleRun, ScheduleStatus
 from scheduling.selectors import describe_schedule, next_runs, schedules_with_last_run
@@ -56,8 +56,8 @@ class ScheduledJobForm(forms.ModelForm):
         ]
 
     def _get_validation_exclusions(self):
-        # clean() checks "exactly one kind of schedule" with a message a user can act on;
-        # keep the model's CheckConstraint from repeating it in raw form.
+        # clean() checks "exactly one kind of schedule" (services.validate_kind) with a
+        # message a user can act on; keep the model's CheckConstraint from repeating it.
         return super()._get_validation_exclusions() | {"crontab", "interval", "clocked"}
 
     def clean(self):
@@ -68,25 +68,47 @@ class ScheduledJobForm(forms.ModelForm):
                 data["crontab"] = services.crontab_for(
                     cron, data.get("timezone_name") or settings.TIME_ZONE
                 )
-                self.instance.crontab = data["crontab"]
+            # The checks create_schedule and update_schedule run, on the edited copy.
+            probe = ScheduledJob(**{k: data[k] for k in _model_fields(self) if k in data})
+            services.validate_kind(probe)
+            services.validate_schedule(probe, queue=None)
         except ScheduleError as exc:
-            self.add_error("cron", str(exc))
-            return data
-        kinds = [data.get(k) for k in ("crontab", "interval", "clocked")]
-        if sum(k is not None for k in kinds) != 1:
-            raise forms.ValidationError(
-                "Choose exactly one of a cron string / crontab, an interval or a clocked time."
-            )
-        if data.get("handler"):
-            probe = ScheduledJob(**{k: v for k, v in data.items() if k in _PROBE_FIELDS})
-            try:
-                validate_job(data["handler"], data.get("payload"), **services.job_options(probe))
-            except EnqueueError as exc:
-                raise forms.ValidationError(str(exc)) from None
+            self.add_error("cron" if cron and not data.get("crontab") else None, str(exc))
         return data
 
+    def schedule_changes(self) -> dict:
+        """The model fields this form changes, for ``update_schedule``: only these are
+        written, so counters the scheduler updates meanwhile are kept."""
+        data = self.cleaned_data
+        changed = set(self.changed_data)
+        if (data.get("cron") or "").strip():
+            changed |= {"crontab", "interval", "clocked"}
+        return {f: data[f] for f in _model_fields(self) if f in changed and f in data}
 
-_PROBE_FIELDS = {"queue", "priority", "retry_attempts", "retry_delay_ms", "timeout"}
+
+def _model_fields(form: forms.ModelForm) -> list[str]:
+    # The admin builds the form from its fieldsets, which add the cron string fields.
+    names = {f.name for f in ScheduledJob._meta.concrete_fields}
+    return [f for f in form._meta.fields if f in names]
+
+
+def _create_arguments(data: dict) -> dict:
+    """``create_schedule``'s arguments from the add form's cleaned data."""
+    arguments = {
+        f: data[f]
+        for f in ScheduledJobForm.Meta.fields
+        if f not in {"queue", "crontab", "interval", "clocked"} and f in data
+    }
+    arguments["queue"] = data["queue"].name if data.get("queue") else None
+    if data.get("crontab"):
+        crontab = data["crontab"]
+        arguments["cron"] = cron_expression(ScheduledJob(crontab=crontab))
+        arguments["timezone_name"] = str(crontab.timezone or settings.TIME_ZONE)
+    elif data.get("interval"):
+        arguments["every"], arguments["period"] = data["interval"].every, data["interval"].period
+    else:
+        arguments["run_at"] = data["clocked"].clocked_time
+    return arguments
 
 
 class ScheduleRunInline(admin.TabularInline):
@@ -189,10 +211,14 @@ class ScheduledJobAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        services.reschedule(obj)
-        if not change and obj.run_immediately and obj.status == ScheduleStatus.ENABLED:
-            services.fire_immediately(obj)
+        # Through the services, as the API does: an edit writes only what the form
+        # changed and replans only when the timing changed (missed runs are kept).
+        if change:
+            saved = update_schedule(schedule=obj, changes=form.schedule_changes())
+        else:
+            saved = services.create_schedule(**_create_arguments(form.cleaned_data))
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+        form.instance = obj
 
     def _set_status(self, request, queryset, status, label):
         for schedule in queryset:

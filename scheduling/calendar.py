@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -47,6 +48,29 @@ def next_occurrence(schedule: ScheduledJob, after: datetime) -> datetime | None:
     if due is not None and schedule.end_at and due > schedule.end_at:
         return None
     return due
+
+
+def timing_fingerprint(schedule: ScheduledJob) -> str:
+    """A digest of every field ``next_occurrence`` reads. Stored with next_run_at by the
+    services; a row whose digest no longer matches was edited behind their back."""
+    parts: list[str] = []
+    if schedule.crontab_id:
+        c = schedule.crontab
+        parts += ["cron", c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week]
+        parts.append(str(c.timezone or ""))
+    if schedule.interval_id:
+        parts += ["every", str(schedule.interval.every), schedule.interval.period]
+    if schedule.clocked_id:
+        parts += ["at", _instant(schedule.clocked.clocked_time)]
+    parts += [_instant(schedule.start_at), _instant(schedule.end_at)]
+    parts.append(_instant(schedule.created_at))  # the interval grid's anchor
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()
+
+
+def _instant(value: datetime | None) -> str:
+    # In UTC: an aware datetime given in another zone and the same one read back from the
+    # database must give one digest.
+    return value.astimezone(UTC).isoformat() if value is not None else ""
 
 
 def upcoming(schedule: ScheduledJob, *, after: datetime, count: int) -> list[datetime]:

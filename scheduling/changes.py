@@ -15,14 +15,15 @@ from scheduling.models import ScheduledJob
 
 KIND_FIELDS = ("cron", "timezone_name", "every", "period", "run_at")
 # Changing any of these moves the next run.
-TIMING_FIELDS = {*KIND_FIELDS, "start_at", "end_at"}
+TIMING_FIELDS = {*KIND_FIELDS, "crontab", "interval", "clocked", "start_at", "end_at"}
 
 
 def update_schedule(
     *, schedule: ScheduledJob, changes: dict[str, Any], now: datetime | None = None
 ) -> ScheduledJob:
     """Apply ``changes`` (model fields, ``status`` and the schedule itself: ``cron`` /
-    ``timezone_name``, ``every`` / ``period`` or ``run_at``). Everything is validated
+    ``timezone_name``, ``every`` / ``period`` or ``run_at``, or the admin's ``crontab`` /
+    ``interval`` / ``clocked`` rows). Everything is validated
     before the transaction commits: a refused change raises ``ScheduleError`` and leaves
     the schedule as it was."""
     now = now or timezone.now()
@@ -41,7 +42,10 @@ def update_schedule(
             _set_kind(schedule, kind)
         # The same checks create_schedule runs (handler options, misfire, start/end).
         services.validate_schedule(schedule, queue=None)
-        schedule.save()
+        # Only what changed: the counters fire_due keeps (run_count, last_run_at) stay
+        # as the scheduler wrote them.
+        written = set(changes) | ({"crontab", "interval", "clocked"} if kind else set())
+        schedule.save(update_fields=[*sorted(written), "updated_at"])
         if status is not None and status != schedule.status:
             schedule = services.set_status(schedule, status, now=now)
         if TIMING_FIELDS & (set(kind) | set(changes)):

@@ -61,6 +61,12 @@ class ScheduledJob(models.Model):
     clocked = models.ForeignKey(ClockedSchedule, on_delete=models.PROTECT, null=True, blank=True)
 
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Which timing (crontab, interval, clocked, start/end, created_at) next_run_at was
+    # computed from: the scheduler replans a row whose timing no longer matches it, i.e.
+    # one written with the ORM (fixtures, data migrations, scripts) behind the services.
+    timing_fingerprint = models.CharField(
+        max_length=40, blank=True, default="", db_default="", editable=False
+    )
     last_run_at = models.DateTimeField(null=True, blank=True)
     run_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")

@@ -15,7 +15,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 from queues.exceptions import EnqueueError
 from queues.models import Queue
 from queues.services import enqueue, validate_job
-from scheduling.calendar import next_occurrence
+from scheduling.calendar import next_occurrence, timing_fingerprint
 from scheduling.cron import ScheduleError, get_zone, parse_cron
 from scheduling.models import (
     MisfirePolicy,
@@ -110,7 +110,7 @@ def create_schedule(
             schedule.clocked = clocked_for(run_at)
         schedule.created_at = now
         if schedule.status != ScheduleStatus.DISABLED:
-            schedule.next_run_at = next_occurrence(schedule, now)
+            plan(schedule, now)
         schedule.save()
         # auto_now_add overwrote created_at: put back the instant the interval grid (and
         # next_run_at above) was computed from.
@@ -119,6 +119,16 @@ def create_schedule(
         if run_immediately and schedule.status == ScheduleStatus.ENABLED:
             fire_immediately(schedule, now=now)
     return schedule
+
+
+def validate_kind(schedule: ScheduledJob) -> None:
+    """Exactly one of a crontab, an interval or a clocked time (the admin's form; the
+    other services build the kind themselves)."""
+    kinds = (schedule.crontab_id, schedule.interval_id, schedule.clocked_id)
+    if sum(k is not None for k in kinds) != 1:
+        raise ScheduleError(
+            "Choose exactly one of a cron string / crontab, an interval or a clocked time."
+        )
 
 
 def _status(value: Any) -> int:
@@ -166,7 +176,8 @@ def job_options(schedule: ScheduledJob) -> dict:
 def crontab_for(cron: str, timezone_name: str | None) -> CrontabSchedule:
     fields = parse_cron(cron).split()
     zone = get_zone(timezone_name or settings.TIME_ZONE)
-    crontab, _ = CrontabSchedule.objects.get_or_create(
+    return _first_or_create(
+        CrontabSchedule,
         minute=fields[0],
         hour=fields[1],
         day_of_month=fields[2],
@@ -174,7 +185,6 @@ def crontab_for(cron: str, timezone_name: str | None) -> CrontabSchedule:
         day_of_week=fields[4],
         timezone=zone,
     )
-    return crontab
 
 
 def interval_for(every: int, period: str) -> IntervalSchedule:
@@ -182,8 +192,15 @@ def interval_for(every: int, period: str) -> IntervalSchedule:
         raise ScheduleError(f"every must be a whole number >= 1, got {every!r}")
     if period not in INTERVAL_PERIODS:
         raise ScheduleError(f"period must be one of {INTERVAL_PERIODS}, got {period!r}")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
-    return interval
+    return _first_or_create(IntervalSchedule, every=every, period=period)
+
+
+def _first_or_create(model, **fields):
+    """The oldest row with these fields, or a new one. Not ``get_or_create``: celery-beat's
+    schedule models have no unique constraint, so twins exist (an operator adding one in
+    the admin, two concurrent creates) and ``get`` would raise MultipleObjectsReturned."""
+    existing = model.objects.filter(**fields).order_by("pk").first()
+    return existing if existing is not None else model.objects.create(**fields)
 
 
 def clocked_for(run_at: datetime) -> ClockedSchedule:
@@ -209,9 +226,17 @@ def set_status(schedule: ScheduledJob, status: int, *, now: datetime | None = No
         elif status == ScheduleStatus.ENABLED and (
             was == ScheduleStatus.DISABLED or schedule.next_run_at is None
         ):
-            schedule.next_run_at = next_occurrence(schedule, now)
+            plan(schedule, now)
             schedule.last_error = ""
-        schedule.save(update_fields=["status", "next_run_at", "last_error", "updated_at"])
+        schedule.save(
+            update_fields=[
+                "status",
+                "next_run_at",
+                "timing_fingerprint",
+                "last_error",
+                "updated_at",
+            ]
+        )
     return schedule
 
 
@@ -237,12 +262,89 @@ def reschedule(schedule: ScheduledJob, *, now: datetime | None = None) -> Schedu
     if schedule.status == ScheduleStatus.DISABLED:
         schedule.next_run_at = None
     else:
-        schedule.next_run_at = next_occurrence(schedule, now)
+        plan(schedule, now)
     schedule.last_error = ""
     ScheduledJob.objects.filter(pk=schedule.pk).update(
-        next_run_at=schedule.next_run_at, last_error=""
+        next_run_at=schedule.next_run_at,
+        timing_fingerprint=schedule.timing_fingerprint,
+        last_error="",
     )
     return schedule
+
+
+def plan(schedule: ScheduledJob, now: datetime) -> None:
+    """Set ``next_run_at`` from the schedule's timing, and remember which timing that was
+    (the scheduler replans the row when it changes behind the services' back)."""
+    schedule.next_run_at = next_occurrence(schedule, now)
+    schedule.timing_fingerprint = timing_fingerprint(schedule)
+
+
+_TIMING_COLUMNS = (
+    "id",
+    "status",
+    "next_run_at",
+    "timing_fingerprint",
+    "start_at",
+    "end_at",
+    "created_at",
+    *(f"crontab__{f}" for f in ("minute", "hour", "day_of_month", "month_of_year")),
+    "crontab__day_of_week",
+    "crontab__timezone",
+    "interval__every",
+    "interval__period",
+    "clocked__clocked_time",
+)
+
+
+def plan_schedules(*, now: datetime | None = None, changed: bool = True) -> int:
+    """Plan the enabled schedules the services never planned: no ``next_run_at`` (created
+    with the ORM: fixtures, ``loaddata``, data migrations, scripts) or, with ``changed``,
+    timing edited with the ORM since it was planned. A row with a ``next_run_at`` but no
+    fingerprint (written before fingerprints, or by a fixture that names its next run)
+    keeps it and is only adopted. Returns how many were (re)planned."""
+    now = now or timezone.now()
+    enabled = ScheduledJob.objects.filter(status=ScheduleStatus.ENABLED)
+    if not changed:
+        enabled = enabled.filter(next_run_at__isnull=True)
+    rows = enabled.select_related("crontab", "interval", "clocked").only(*_TIMING_COLUMNS)
+    stale = [s.pk for s in rows if _needs_plan(s)]
+    if not stale:
+        return 0
+    planned = 0
+    with transaction.atomic():
+        for schedule in (
+            ScheduledJob.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("crontab", "interval", "clocked")
+            .filter(pk__in=stale, status=ScheduleStatus.ENABLED)
+        ):
+            if not _needs_plan(schedule):
+                continue  # planned by a service or another scheduler copy meanwhile
+            if schedule.next_run_at is not None and not schedule.timing_fingerprint:
+                schedule.timing_fingerprint = timing_fingerprint(schedule)
+            else:
+                plan(schedule, now)
+                planned += 1
+                if schedule.next_run_at is None:  # a one-off in the past, an end passed
+                    schedule.status = ScheduleStatus.DISABLED
+                schedule.last_error = ""
+            schedule.save(
+                update_fields=[
+                    "next_run_at",
+                    "timing_fingerprint",
+                    "status",
+                    "last_error",
+                    "updated_at",
+                ]
+            )
+    if planned:
+        logger.info("planned %d schedule(s) written with the ORM", planned)
+    return planned
+
+
+def _needs_plan(schedule: ScheduledJob) -> bool:
+    return schedule.next_run_at is None or schedule.timing_fingerprint != timing_fingerprint(
+        schedule
+    )
 
 
 # --- running --------------------------------------------------------------------------

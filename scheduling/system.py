@@ -11,9 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from queues.models import Queue
-from scheduling.calendar import next_occurrence
 from scheduling.models import ScheduledJob, ScheduleStatus
-from scheduling.services import create_schedule, crontab_for
+from scheduling.services import create_schedule, crontab_for, plan
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def sync_system_schedules() -> dict[str, int]:
                 existing.queue = Queue.objects.get(name=spec.queue)
                 existing.is_system = True
                 if existing.status != ScheduleStatus.DISABLED:
-                    existing.next_run_at = next_occurrence(existing, now)
+                    plan(existing, now)
                 existing.save()
                 updated += 1
         retired = (

@@ -1,15 +1,20 @@
-"""Several runscheduler processes at once: every due schedule fires exactly once."""
+"""runscheduler processes: several copies fire every due schedule exactly once, and a
+Redis outage does not stop the firing."""
 
+import shutil
 import statistics
+import subprocess
 from datetime import timedelta
 
 import pytest
+import redis
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from queues.models import Job
+from queues.models import Job, JobStatus, SchedulerHeartbeat
 from scheduling import services
 from scheduling.models import ScheduledJob, ScheduleRun
-from tests.helpers import wait_for
+from tests.helpers import free_port, skip_unless_ci, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -43,3 +48,94 @@ def test_three_scheduler_copies_fire_60_schedules_exactly_once_despite_a_poison_
         f"p99={lateness[int(len(lateness) * 0.99) - 1]} ms max={lateness[-1]} ms"
     )
     assert lateness[-1] < 1000  # within 1 s of the due time
+
+
+@pytest.fixture
+def own_redis(settings):
+    """A redis-server of this test's own, which it may stop and start again (never the
+    shared one): ``(url, client, start, stop)``."""
+    if shutil.which("redis-server") is None:
+        skip_unless_ci("redis-server is not installed")
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no"]
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    procs: list[subprocess.Popen] = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        wait_for(lambda: _pings(client), timeout=10, message="redis-server to start")
+
+    def stop() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(timeout=10)
+
+    try:  # every server started goes away, even when one fails to come up
+        start()
+        settings.REDIS_URL = url
+        yield url, client, start, stop
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+def test_the_scheduler_keeps_firing_through_a_redis_outage_and_the_backlog_runs_after(
+    processes, own_redis
+):
+    url, _, start_redis, stop_redis = own_redis
+    fast = {"REWAKE_INTERVAL": "1", "STALL_CHECK_INTERVAL": "0.5", "REDIS_URL": url}
+    schedule = services.create_schedule(name="every-second", handler="platform.echo", every=1)
+    scheduler = processes.start("runscheduler", **fast)
+    worker = processes.start("runworker", "--workers", "1", **fast)
+
+    def fired() -> QuerySet:
+        return Job.objects.filter(schedule_runs__schedule=schedule)
+
+    wait_for(
+        lambda: fired().filter(status=JobStatus.COMPLETED).count() >= 2,
+        timeout=30,
+        message="the schedule's first jobs to run",
+    )
+    stop_redis()
+    runs_at_stop = ScheduleRun.objects.filter(schedule=schedule).count()
+    beat_at_stop = SchedulerHeartbeat.objects.get().last_tick
+
+    # About 10 s without Redis: the schedule goes on firing into the ledger, one run a
+    # second, and the scheduler's heartbeat goes on.
+    wait_for(
+        lambda: ScheduleRun.objects.filter(schedule=schedule).count() >= runs_at_stop + 10,
+        timeout=20,
+        message="10 runs while Redis is down",
+    )
+    assert SchedulerHeartbeat.objects.get().last_tick > beat_at_stop
+    # No doorbell reached the worker: the runs' jobs pile up in the ledger.
+    piled = fired().filter(status=JobStatus.WAITING).count()
+    assert piled >= 5
+    assert scheduler.poll() is None and worker.poll() is None
+
+    start_redis()
+    upto = ScheduleRun.objects.filter(schedule=schedule).count()
+    wait_for(
+        lambda: fired().filter(status=JobStatus.COMPLETED).count() >= upto,
+        timeout=30,
+        message="the jobs that piled up to run once Redis is back",
+    )
+    for proc in (scheduler, worker):
+        assert processes.stop(proc) == 0, processes.output(proc)
+    runs = ScheduleRun.objects.filter(schedule=schedule)
+    assert runs.filter(job__isnull=True).count() == 0
+    # Only runs fired after the last check may still wait; nothing failed or was lost.
+    assert set(fired().values_list("status", flat=True)) <= {"completed", "waiting"}
+    assert runs.count() == fired().count()
+    # Every second of the outage has its run: no instant was skipped or fired twice.
+    dues = list(runs.order_by("due_at").values_list("due_at", flat=True))
+    assert all(b - a == timedelta(seconds=1) for a, b in zip(dues, dues[1:], strict=False))

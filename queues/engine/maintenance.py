@@ -75,42 +75,44 @@ class Maintenance:
         )
 
     @staticmethod
-    def _step(step: Callable[[], object]) -> None:
+    def _step(name: str, step: Callable[[], object]) -> object:
+        """Run one step of a tick; a failure is logged and the tick goes on. Each step
+        is its own unit of work: Redis away must not stop the ledger's work, nor a
+        broken hook the heartbeat."""
         try:
-            step()
+            return step()
         except Exception:
-            logger.exception("maintenance step %s failed", step.__name__)
+            logger.exception("maintenance step %s failed", name)
             close_old_connections()
+            return None
 
     def tick(self) -> float | None:
         cfg = settings.JOBPLATFORM
         now = time.monotonic()
-        names = set(promote_delayed())
+        names: set[str] = set()
+        names.update(self._step("promote_delayed", promote_delayed) or ())
         if now >= self.next_stall_check:
-            names.update(recover_stalled())
             self.next_stall_check = now + cfg["STALL_CHECK_INTERVAL"]
+            names.update(self._step("recover_stalled", recover_stalled) or ())
         if now >= self.next_rewake:
-            names.update(runnable_queue_names())
+            # Also what wakes workers for the work that piled up while Redis was away:
+            # a ring lost then is repeated here once it answers again.
             self.next_rewake = now + cfg["REWAKE_INTERVAL"]
+            names.update(self._step("runnable_queue_names", runnable_queue_names) or ())
         if names:
-            doorbell.ring(names)
+            doorbell.ring_quietly(names)
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_SECONDS
-            self._step(self.heartbeat)
-        # Optional steps: one failing must not stop the others or the next tick.
+            self._step("heartbeat", self.heartbeat)
         if now >= self.next_retention:
             self.next_retention = now + cfg["RETENTION_INTERVAL"]
-            self._step(enqueue_retention)
+            self._step("enqueue_retention", enqueue_retention)
         if now >= self.next_snapshot:
             self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
-            self._step(refresh_snapshots)
+            self._step("refresh_snapshots", refresh_snapshots)
         hints = []
         for hook in tick_hooks:
-            try:
-                hint = hook()
-            except Exception:
-                logger.exception("maintenance hook %s failed", getattr(hook, "__name__", hook))
-                continue
+            hint = self._step(getattr(hook, "__name__", repr(hook)), hook)
             if hint is not None:
                 hints.append(hint)
         return min(hints, default=None)

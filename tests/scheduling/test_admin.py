@@ -6,14 +6,16 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
 from queues.models import Job
+from scheduling import admin as admin_module
 from scheduling import services
 from scheduling.models import RunTrigger, ScheduledJob, ScheduleRun, ScheduleStatus
-from tests.helpers import freeze_clock
+from tests.helpers import freeze_clock, rows
 
 pytestmark = pytest.mark.django_db
 
@@ -268,3 +270,56 @@ def test_celery_beat_admin(admin_client):
     assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 404
     for model in ("crontabschedule", "intervalschedule", "clockedschedule"):
         assert admin_client.get(f"/admin/django_celery_beat/{model}/").status_code == 200
+
+
+# --- edits go through the services ------------------------------------------------------
+
+
+def change_data(schedule: ScheduledJob, **overrides) -> dict:
+    """The change form as the page posts it back, with ``overrides``."""
+    return form_data(
+        name=schedule.name,
+        cron="",
+        timezone_name="",
+        crontab=str(schedule.crontab_id),
+        **overrides,
+    )
+
+
+def change_url(schedule: ScheduledJob) -> str:
+    return f"{CHANGELIST}{schedule.pk}/change/"
+
+
+def test_an_edit_keeps_a_run_count_written_meanwhile(admin_client, monkeypatch):
+    schedule = cron_schedule()
+    clean = admin_module.ScheduledJobForm.clean
+
+    def clean_while_the_schedule_fires(form):
+        # A scheduler fires the schedule between the page loading it and saving it.
+        ScheduledJob.objects.filter(pk=schedule.pk).update(run_count=F("run_count") + 1)
+        return clean(form)
+
+    monkeypatch.setattr(admin_module.ScheduledJobForm, "clean", clean_while_the_schedule_fires)
+    response = admin_client.post(change_url(schedule), change_data(schedule, description="new"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    schedule.refresh_from_db()
+    assert (schedule.description, schedule.run_count) == ("new", 1)
+
+
+def test_an_edit_that_leaves_the_timing_keeps_the_missed_run(admin_client):
+    schedule = cron_schedule()
+    overdue = timezone.now() - timedelta(minutes=5)
+    ScheduledJob.objects.filter(pk=schedule.pk).update(next_run_at=overdue)
+    response = admin_client.post(change_url(schedule), change_data(schedule, description="new"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    schedule.refresh_from_db()
+    assert (schedule.description, schedule.next_run_at) == ("new", overdue)
+
+
+def test_an_edit_the_services_refuse_changes_nothing(admin_client):
+    schedule = cron_schedule()
+    before = rows(ScheduledJob)
+    response = admin_client.post(change_url(schedule), change_data(schedule, run_limit="0"))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors() == ["run_limit must be at least 1"]
+    assert rows(ScheduledJob) == before

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django_celery_beat.models import CrontabSchedule
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 
 from queues.engine.runner import drain
 from queues.models import Job
@@ -238,3 +238,31 @@ def test_system_schedules_sync_idempotently_and_their_handlers_run():
     assert statuses == {"completed"}, list(Job.objects.values_list("name", "error"))
     report = Job.objects.get(name="system.hourly-report").result
     assert report["hours"] == 1 and "queues" in report
+
+
+def test_duplicate_crontab_and_interval_rows_do_not_break_creation_or_the_sync():
+    # celery-beat's models have no unique constraint: an operator can add a twin row.
+    for _ in range(2):
+        CrontabSchedule.objects.create(
+            minute="0",
+            hour="2",
+            day_of_month="*",
+            month_of_year="*",
+            day_of_week="*",
+            timezone="UTC",
+        )
+        IntervalSchedule.objects.create(every=30, period="seconds")
+    first_crontab = CrontabSchedule.objects.order_by("pk").first()
+    first_interval = IntervalSchedule.objects.order_by("pk").first()
+    cron = services.create_schedule(
+        name="nightly", handler="platform.echo", cron="0 2 * * *", timezone_name="UTC", now=T0
+    )
+    interval = every(30, name="half-minute")
+    assert (cron.crontab, interval.interval) == (first_crontab, first_interval)
+    assert cron.next_run_at == datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    assert interval.next_run_at == at(seconds=30)
+    assert sync_system_schedules()["created"] == len(SYSTEM_SCHEDULES)
+    nightly = ScheduledJob.objects.get(name="system.cleanup-expired-data")
+    assert nightly.crontab == first_crontab
+    assert CrontabSchedule.objects.count() == 4  # + hourly and daily; no third "0 2 * * *"
+    assert IntervalSchedule.objects.count() == 2
