@@ -4,6 +4,7 @@ With no ``DATABASE_URL`` and no ``REDIS_URL`` the platform runs embedded: a SQLi
 under ``var/`` and django-q2's ORM broker. Set both to run on Postgres + Redis.
 """
 
+import ipaddress
 import os
 import sys
 from email.utils import parseaddr
@@ -273,6 +274,18 @@ TOKEN_CACHE_SECONDS = float(os.environ.get("TOKEN_CACHE_SECONDS", "10"))
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 # Webhooks are signed with HMAC-SHA256 of the body under this secret.
 WEBHOOK_SECRET = os.environ.get("WEBHOOK_SECRET", "") or SECRET_KEY
+# Webhooks go only to public addresses: loopback, private, link-local, multicast and
+# reserved ones are refused unless one of these comma-separated CIDRs allows them
+# (e.g. "10.20.0.0/16" for a receiver inside the network). Empty by default.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+for _network in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WEBHOOK_ALLOWED_NETWORKS has {_network!r}, which is not a network: use "
+            "comma-separated CIDRs such as 10.20.0.0/16,fd00::/8."
+        ) from None
 
 # The Tasks API (django.tasks): any app's @task runs on the platform's workers.
 TASKS = {

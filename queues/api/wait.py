@@ -4,19 +4,26 @@ An async view: a waiting client holds no thread and no database connection, only
 pub/sub subscription. It answers as soon as the job reaches a final state (200), or with
 408 and the current state after the timeout (at most 60 s). Run under ASGI (uvicorn) to
 serve many waiters; under WSGI it still works, one thread per waiter.
+
+Without Redis (the embedded default), or while Redis cannot be reached, a waiter polls the
+ledger instead: every 50 ms at first, backing off to once a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Iterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from redis.exceptions import RedisError
 from rest_framework.authtoken.models import Token
 
+from queues import doorbell
 from queues.events import channel, job_event
 from queues.exceptions import JobNotFound
 from queues.models import FINAL_STATUSES
@@ -26,6 +33,20 @@ from queues.selectors import get_job
 MAX_TIMEOUT = 60.0
 # A waiter re-reads the job this often even without a message (a lost publish only delays).
 RECHECK_SECONDS = 15.0
+# Without pub/sub, the ledger is read after these pauses (seconds): short at first, since
+# most waits are short, then at most once a second per waiter.
+POLL_FIRST_SECONDS = 0.05
+POLL_MAX_SECONDS = 1.0
+
+logger = logging.getLogger("queues.api.wait")
+
+
+def poll_delays() -> Iterator[float]:
+    """The pauses between ledger reads of a polling waiter: 50 ms doubling up to 1 s."""
+    delay = POLL_FIRST_SECONDS
+    while True:
+        yield delay
+        delay = min(delay * 2, POLL_MAX_SECONDS)
 
 
 def _user_for(request):
@@ -86,10 +107,22 @@ async def job_wait(request, pk):
         return JsonResponse({"detail": str(exc)}, status=404)
     if final or timeout == 0:
         return JsonResponse(state, status=200 if final else 408)
+    deadline = time.monotonic() + timeout
+    if doorbell.redis_enabled():
+        try:
+            state, final = await _wait_with_pubsub(pk, deadline)
+        except (RedisError, OSError):
+            # Redis only rings a bell: without it the ledger still answers, more slowly.
+            logger.warning("long-poll of job %s falls back to polling", pk, exc_info=True)
+            state, final = await _wait_by_polling(pk, deadline, state)
+    else:
+        state, final = await _wait_by_polling(pk, deadline, state)
+    return JsonResponse(state, status=200 if final else 408)
 
+
+async def _wait_with_pubsub(pk, deadline: float) -> tuple[dict, bool]:
     client = async_client_for(settings.REDIS_URL)
     pubsub = client.pubsub()
-    deadline = time.monotonic() + timeout
     try:
         await pubsub.subscribe(channel(pk))
         # Re-read after subscribing: a change between the first read and the subscription
@@ -103,9 +136,23 @@ async def job_wait(request, pk):
                 ignore_subscribe_messages=True, timeout=min(left, RECHECK_SECONDS)
             )
             state, final = await sync_to_async(_state)(pk)
-    except asyncio.CancelledError:
-        raise
+        return state, final
     finally:
-        await pubsub.aclose()
-        await client.aclose()
-    return JsonResponse(state, status=200 if final else 408)
+        try:
+            await pubsub.aclose()
+            await client.aclose()
+        except (RedisError, OSError):
+            logger.debug("closing the pub/sub of job %s failed", pk, exc_info=True)
+
+
+async def _wait_by_polling(pk, deadline: float, state: dict) -> tuple[dict, bool]:
+    """Re-read the job after each pause of ``poll_delays`` until it is final or time is up."""
+    for delay in poll_delays():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await asyncio.sleep(min(delay, left))
+        state, final = await sync_to_async(_state)(pk)
+        if final:
+            return state, True
+    return state, False

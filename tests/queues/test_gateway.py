@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
+from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from queues import enqueue, enqueue_many
@@ -113,7 +114,9 @@ class Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    # Webhooks go only to public addresses unless allowed: let them reach this server.
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.1/32"]
     Recorder.received, Recorder.redirect_to, Recorder.fail_with = [], None, None
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -154,3 +157,23 @@ def test_webhook_failures_are_retried_and_redirects_to_other_hosts_refused(recei
     drain("notification")
     moved = Job.objects.get(name="platform.webhook", payload__url__endswith="/moved")
     assert moved.status == JobStatus.FAILED and "another host" in moved.error
+
+
+def test_polling_waiters_back_off_from_50_ms_to_once_a_second():
+    from itertools import islice
+
+    from queues.api.wait import poll_delays
+
+    assert list(islice(poll_delays(), 8)) == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.django_db
+def test_a_waiter_polls_the_ledger_while_redis_cannot_be_reached(settings, admin_user):
+    job = enqueue("platform.echo", {}, queue="sms")  # nobody drains it
+    token = Token.objects.create(user=admin_user).key
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    response = Client().get(
+        f"/api/v1/jobs/{job.pk}/wait/", {"timeout": 0.3}, HTTP_AUTHORIZATION=f"Token {token}"
+    )
+    assert response.status_code == 408
+    assert response.json()["status"] == "waiting"
