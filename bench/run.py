@@ -31,6 +31,7 @@ SCENARIOS = [
     "schedule-lateness",
     "rss",
     "scaling",
+    "bulk",  # bench/bulk.py: ./dev bench --only bulk --jobs 1000000
 ]
 
 
@@ -86,7 +87,9 @@ def main() -> None:
         if scenario not in SCENARIOS:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
         out = subprocess.run(
-            [sys.executable, "-m", "bench.scenarios", scenario, "--jobs", str(args.jobs)],
+            [sys.executable, "-m", "bench.bulk" if scenario == "bulk" else "bench.scenarios"]
+            + ([] if scenario == "bulk" else [scenario])
+            + ["--jobs", str(args.jobs)],
             cwd=ROOT,
             env=env,
             check=True,
@@ -152,6 +155,12 @@ def report(results: dict, jobs: int) -> None:
         print(
             f"\nWorker RSS (runworker + its processes): {r['rss_1k_mb']} MB after 1,000 jobs, "
             f"{r['rss_all_mb']} MB after {r['jobs']:,} ({r['growth_pct']:+.1f} %)"
+        )
+    if "bulk" in results:
+        b = results["bulk"]
+        print(
+            f"\nBulk retry of {b['jobs']:,} failed jobs (retry_jobs over dead_letters()): "
+            f"{b['seconds']} s, peak RSS {b['rss_peak_mb']} MB ({b['rss_before_mb']} MB before)"
         )
 
 

@@ -386,3 +386,66 @@ def test_a_hard_kill_keeps_the_outcomes_of_the_batch_that_already_ran(processes)
             "completed"
         ]
     assert JobAttempt.objects.get(job=stubborn).outcome == AttemptOutcome.TIMEOUT
+
+
+def test_kill_9_during_a_long_batchmate_runs_no_finished_job_again(processes):
+    # One batch: five short jobs, one that runs for a minute, five more short ones.
+    Queue.objects.filter(name="default").update(lock_duration=3)
+    start_platform(processes, workers=1)
+    warm = enqueue_many([{"name": "platform.echo", "payload": {"warm": i}} for i in range(20)])
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in warm), timeout=30, message="warm-up"
+    )
+    from queues import pause_queue, resume_queue
+
+    pause_queue("default")  # so that one claim takes them all
+    before = enqueue_many(
+        [{"name": "platform.echo", "payload": {"i": i}, "priority": 1} for i in range(5)]
+    )
+    long = enqueue("test.sleep_first", {"seconds": 60}, priority=2)
+    after = enqueue_many(
+        [{"name": "platform.echo", "payload": {"i": i}, "priority": 3} for i in range(5)]
+    )
+    resumed = time.monotonic()
+    resume_queue("default")
+    # While the long job runs: the finished ones are recorded, the unstarted ones given back.
+    wait_for(
+        lambda: (
+            status(long) == JobStatus.ACTIVE
+            and all(status(j) == JobStatus.COMPLETED for j in before)
+            and all(status(j) == JobStatus.WAITING for j in after)
+        ),
+        timeout=15,
+        message="outcomes written and batchmates given back behind the long job",
+    )
+    report("outcomes of a long job's batchmates written", time.monotonic() - resumed)
+    os.kill(active_worker_pid(long), signal.SIGKILL)
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in [*before, long, *after]),
+        timeout=60,
+        message="everything done after the kill",
+    )
+    for job in [*before, *after]:
+        assert list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True)) == [
+            AttemptOutcome.COMPLETED
+        ], job.pk
+    assert list(
+        JobAttempt.objects.filter(job=long).order_by("number").values_list("outcome", flat=True)
+    ) == [AttemptOutcome.STALLED, AttemptOutcome.COMPLETED]
+
+
+def test_a_poison_job_that_wedges_with_the_gil_held_fails_after_max_stalled(processes):
+    Queue.objects.filter(name="default").update(max_stalled=1)
+    worker = start_platform(processes, workers=1, FREEZE_SECONDS="3", SHUTDOWN_GRACE="2")
+    poison = enqueue("test.wedge", {"length": 60}, priority=1)
+    innocent = enqueue("platform.echo", {"waiting": "behind it"}, priority=5)
+    wait_for(lambda: status(poison) == JobStatus.FAILED, timeout=90, message="the poison job")
+    wait_for(lambda: status(innocent) == JobStatus.COMPLETED, timeout=30, message="the next job")
+    poison.refresh_from_db()
+    assert poison.stalled_count == 2
+    assert "stalled 2 times (queue max_stalled=1)" in poison.error
+    assert list(poison.attempts.order_by("number").values_list("outcome", flat=True)) == [
+        AttemptOutcome.STALLED,
+        AttemptOutcome.STALLED,
+    ]
+    assert processes.output(worker).count("restarting it") == 2

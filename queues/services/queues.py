@@ -6,13 +6,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from queues import audit, doorbell
 from queues.audit import Actor
 from queues.exceptions import InvalidJobState, QueueNotFound
 from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
-from queues.services.jobs import UNSTARTED, _cancel, delete_ids
+from queues.services import jobs as jobs_services
+from queues.services.jobs import UNSTARTED, _cancel, audited, delete_ids, each_chunk
 
 CLEANABLE = (
     JobStatus.COMPLETED,
@@ -67,65 +69,74 @@ def resume_queue(name: str, *, by: Actor = None) -> Queue:
 
 
 def empty_queue(name: str, *, include_delayed: bool = False, by: Actor = None) -> int:
-    """Delete the queue's waiting jobs (and delayed ones if asked). Returns how many."""
+    """Delete the queue's waiting jobs (and delayed ones if asked), in chunks. Returns
+    how many."""
     queue = _queue(name)
     statuses = [JobStatus.WAITING] + ([JobStatus.DELAYED] if include_delayed else [])
-    with transaction.atomic():
-        count = _delete_unstarted(Job.objects.filter(queue=queue, status__in=statuses))
-        audit.record(
-            by=by,
-            action="empty_queues",
-            target=queue.name,
-            count=count,
-            include_delayed=include_delayed,
-        )
-    return count
+    jobs = Job.objects.filter(queue=queue, status__in=statuses)
+    return audited(
+        "empty_queues",
+        by=by,
+        detail={"target": queue.name, "include_delayed": include_delayed},
+        run=lambda done: each_chunk(jobs, _delete_unstarted, done),
+    )
 
 
 def clean_queue(
     name: str, *, status: str, grace_ms: int = 0, limit: int = 1000, by: Actor = None
 ) -> int:
     """Delete up to ``limit`` jobs of the queue in ``status`` older than ``grace_ms``
-    (finished jobs by finish time, others by creation time). Never active or blocked jobs."""
+    (finished jobs by finish time, others by creation time), oldest first, in chunks.
+    Never active or blocked jobs."""
     queue = _queue(name)
-    with transaction.atomic():
-        count = _clean(queue, status=status, grace_ms=grace_ms, limit=limit)
-        audit.record(
-            by=by,
-            action="clean_queues",
-            target=queue.name,
-            count=count,
-            status=status,
-            grace_ms=grace_ms,
-            limit=limit,
-        )
-    return count
-
-
-def _clean(queue: Queue, *, status: str, grace_ms: int, limit: int) -> int:
     if status not in CLEANABLE:
         raise InvalidJobState(f"clean takes a status among {', '.join(CLEANABLE)}, got {status!r}")
     if grace_ms < 0 or limit < 1:
         raise InvalidJobState("grace_ms must be >= 0 and limit >= 1")
+    return audited(
+        "clean_queues",
+        by=by,
+        detail={"target": queue.name, "status": status, "grace_ms": grace_ms, "limit": limit},
+        run=lambda done: _clean(queue, status=status, grace_ms=grace_ms, limit=limit, done=done),
+    )
+
+
+def _clean(queue: Queue, *, status: str, grace_ms: int, limit: int, done: list[int]) -> int:
     cutoff = timezone.now() - timedelta(milliseconds=grace_ms)
     age = "finished_at" if status in FINAL_STATUSES else "created_at"
-    ids = list(
-        Job.objects.filter(queue=queue, status=status, **{f"{age}__lte": cutoff})
-        .order_by(age)
-        .values_list("id", flat=True)[:limit]
-    )
-    if status in FINAL_STATUSES:
-        return delete_ids(ids, statuses=[status])
-    return _delete_unstarted(Job.objects.filter(id__in=ids, status=status))
+    old = Job.objects.filter(queue=queue, status=status, **{f"{age}__lte": cutoff})
+    seen = 0
+    after = None  # keyset on (age, id): rows left behind (locked, claimed) are passed
+    while seen < limit:
+        page = (
+            old
+            if after is None
+            else old.filter(
+                Q(**{f"{age}__gt": after[0]}) | Q(**{age: after[0], "id__gt": after[1]})
+            )
+        )
+        size = min(jobs_services.BULK_CHUNK, limit - seen)
+        rows = list(page.order_by(age, "id").values_list(age, "id")[:size])
+        if not rows:
+            break
+        ids = [job_id for _, job_id in rows]
+        if status in FINAL_STATUSES:
+            done[0] += delete_ids(ids, statuses=[status])
+        else:
+            done[0] += _delete_unstarted(ids)
+        seen += len(rows)
+        if len(rows) < size:
+            break
+        after = rows[-1]
+    return done[0]
 
 
-def _delete_unstarted(jobs) -> int:
-    # Their dependants must not wait forever: cancel first (resolving dependants the
-    # way a cancelled parent does), then delete.
+def _delete_unstarted(ids: list) -> int:
+    """Delete a chunk of unstarted jobs in one transaction. Their dependants must not wait
+    forever: cancel first (resolving dependants the way a cancelled parent does), then
+    delete. A job claimed meanwhile is left to its worker."""
     with transaction.atomic():
-        ids = list(jobs.values_list("id", flat=True))
-        # Only what is still unstarted: a job claimed meanwhile is left to its worker.
-        _cancel(jobs.filter(id__in=ids, status__in=UNSTARTED))
+        _cancel(Job.objects.filter(id__in=ids, status__in=UNSTARTED))
         return delete_ids(ids, statuses=[JobStatus.CANCELLED])
 
 
