@@ -168,7 +168,7 @@ def active_worker_pid(job, *, timeout: float = 30, message: str = "") -> int:
         timeout=timeout,
         message=message or f"job {job.pk} to become active",
     )
-    return int(worker.rsplit(":", 1)[1])
+    return int(worker.split(":")[1])  # host:pid:token
 
 
 def freeze_clock(monkeypatch, instant: datetime) -> datetime:

@@ -24,6 +24,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from queues.models import Job, JobStatus, Queue
@@ -40,8 +41,8 @@ WITH claimed AS (
 UPDATE queues_job AS j
 SET status = 'active',
     attempts_made = j.attempts_made + 1,
-    started_at = %(now)s,
-    locked_until = %(locked_until)s,
+    started_at = now(),
+    locked_until = now() + %(lock_seconds)s * interval '1 second',
     worker = %(worker)s
 FROM claimed
 WHERE j.id = claimed.id
@@ -103,12 +104,14 @@ def claim_jobs(*, queue: Queue, worker: str, limit: int) -> Claim:
     if queue.rate_limit_max or queue.concurrency:
         with transaction.atomic():
             return _claim_limited(queue=queue, worker=worker, limit=limit)
-    return Claim(_claim(queue=queue, worker=worker, limit=limit, now=timezone.now()))
+    return Claim(_claim(queue=queue, worker=worker, limit=limit, now=None))
 
 
 def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
-    now = timezone.now()
-    q = Queue.objects.select_for_update().get(pk=queue.pk)
+    # The database's clock, not this host's: a host whose clock is off must not reset the
+    # window that other hosts share.
+    q = Queue.objects.select_for_update().annotate(db_now=Now()).get(pk=queue.pk)
+    now = q.db_now
     if q.paused:
         return Claim([])
     allowed, retry_after = limit, None
@@ -141,8 +144,9 @@ def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
     return Claim(jobs, retry_after if len(jobs) == allowed else None)
 
 
-def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[ClaimedJob]:
-    locked_until = now + timedelta(seconds=queue.lock_duration)
+def _claim(*, queue: Queue, worker: str, limit: int, now: datetime | None) -> list[ClaimedJob]:
+    # Lock deadlines come from the database's clock (now()), which every host shares: a
+    # host whose clock is off neither lets its locks lapse early nor holds them too long.
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -150,8 +154,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[Clai
                 {
                     "queue_id": queue.pk,
                     "limit": limit,
-                    "now": now,
-                    "locked_until": locked_until,
+                    "lock_seconds": queue.lock_duration,
                     "worker": worker,
                 },
             )
@@ -175,6 +178,9 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime) -> list[Clai
             for row in rows
         ]
     else:
+        # The embedded default (SQLite, one host): this host's clock is the only one.
+        now = now or timezone.now()
+        locked_until = now + timedelta(seconds=queue.lock_duration)
         claimed = _claim_with_orm(
             queue=queue, worker=worker, limit=limit, now=now, locked_until=locked_until
         )

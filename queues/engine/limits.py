@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import transaction
-from django.utils import timezone
 
 from queues import doorbell
+from queues.engine.clock import database_now
 from queues.exceptions import RateLimited
 from queues.models import RateLimitWindow
 
@@ -44,9 +44,9 @@ def hit(key: str, *, limit: int, per: float) -> float | None:
 
 
 def _hit_in_database(key: str, *, limit: int, per: float) -> float | None:
-    now = timezone.now()
     window = timedelta(seconds=per)
     with transaction.atomic():
+        now = database_now()  # the clock every host shares
         row, _ = RateLimitWindow.objects.select_for_update().get_or_create(
             key=key, defaults={"window_start": now, "count": 0}
         )

@@ -10,8 +10,6 @@ retention job (once: it has a unique key).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from queues import doorbell
+from queues.engine import identity
 from queues.engine.recovery import recover_stalled
 from queues.extensions import tick_hooks
 from queues.metrics import refresh_snapshots
@@ -67,7 +66,7 @@ class Maintenance:
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.next_snapshot = 0.0
         self.next_heartbeat = 0.0
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = identity.worker_id()
 
     def heartbeat(self) -> None:
         SchedulerHeartbeat.objects.update_or_create(

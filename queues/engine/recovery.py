@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from queues import doorbell, signals
 from queues.durations import duration_ms
+from queues.engine.clock import database_now
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -65,8 +66,9 @@ def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
 
 
 def recover_stalled(*, now: datetime | None = None) -> list[str]:
-    """Requeue (or fail) active jobs whose lock expired. Returns the queues to wake."""
-    now = now or timezone.now()
+    """Requeue (or fail) active jobs whose lock expired (by the database's clock). Returns
+    the queues to wake."""
+    now = now or database_now()
     # A cancelled job whose worker died while it was stopping: nobody holds it any more.
     Job.objects.filter(status=JobStatus.CANCELLED, locked_until__lt=now).exclude(worker="").update(
         worker="", locked_until=None

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
 import traceback as tb
 from datetime import datetime, timedelta
@@ -27,6 +25,7 @@ from queues import doorbell, metrics, signals
 from queues.engine.claim import ClaimedJob, claim_jobs
 from queues.engine.context import JobContext
 from queues.engine.finalize import finalize
+from queues.engine.identity import worker_id
 from queues.engine.outcomes import Outcome, clean_text, failure_outcome
 from queues.engine.recovery import release_unstarted
 from queues.engine.runtime import Running, runtime
@@ -54,10 +53,6 @@ MAX_RATE_WAIT = 1.0
 WRITE_EVERY_SECONDS = 1.0
 # How often a running batch looks for batchmates cancelled before their turn.
 CANCEL_CHECK_SECONDS = 0.05
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def batch_size(queue_name: str) -> int:

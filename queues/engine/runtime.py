@@ -24,13 +24,12 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
+from queues.engine.clock import database_now_plus
 from queues.engine.finalize import finalize
 from queues.engine.outcomes import killed_outcome
 from queues.engine.recovery import release_unstarted
@@ -255,9 +254,10 @@ class Runtime:
             self._kill_self(running, batch, worker)
 
     def _extend_locks(self, batch: set[UUID], worker: str, lock_duration: int) -> None:
+        # The database's clock, as at the claim.
         Job.objects.filter(
             id__in=batch, status__in=[JobStatus.ACTIVE, JobStatus.CANCELLED], worker=worker
-        ).update(locked_until=timezone.now() + timedelta(seconds=lock_duration))
+        ).update(locked_until=database_now_plus(lock_duration))
 
     def _is_cancelled(self, job_id: UUID) -> bool:
         return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()

@@ -36,7 +36,7 @@ from django_q.cluster import Sentinel
 from django_q.conf import Conf
 
 from queues import doorbell
-from queues.engine import runtime
+from queues.engine import identity, runtime
 from queues.engine.recovery import requeue_from_workers
 from queues.metrics import SUPERVISOR_ENV
 from queues.models import Worker
@@ -90,7 +90,8 @@ class Supervisor:
         self.queues = queues
         self.workers = workers
         self.list_key = doorbell.list_key_for(queues)
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        identity.new_token()  # this runworker's family: its forked workers inherit it
+        self.id = identity.worker_id()
         self.stop_requested = threading.Event()
         self.stdout = stdout
         self.cluster = None
@@ -145,10 +146,9 @@ class Supervisor:
         for child in multiprocessing.active_children():
             child.join(1)
         # Jobs the killed workers were running go back to waiting.
-        host = socket.gethostname()
         if killed:
             names = requeue_from_workers(
-                workers=[f"{host}:{pid}" for pid in pids],
+                workers=[identity.worker_id(pid) for pid in pids],
                 reason="its worker was stopped before the job finished",
             )
             doorbell.ring_quietly(names)
