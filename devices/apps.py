@@ -33,7 +33,7 @@ def devices_export(filters: dict):
         )
     devices = Device.objects.filter(
         **{k if k != "owner" else "owner__username": v for k, v in filters.items()}
-    ).order_by("id")
+    )
     fields = [
         "id",
         "name",
@@ -44,11 +44,7 @@ def devices_export(filters: dict):
         "installed_apps",
         "updated_at",
     ]
-    return Export(
-        headers=[f.replace("__username", "") for f in fields],
-        rows=(list(r) for r in devices.values_list(*fields).iterator(chunk_size=2000)),
-        total=devices.count(),
-    )
+    return Export.from_queryset(devices, fields, header_suffix="__username")
 
 
 def sync_operation(sender, *, job_id, queue, **kwargs) -> None:

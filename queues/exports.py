@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +18,38 @@ from queues.registry import job
 PROGRESS_EVERY = 1000
 
 
+EXPORT_CHUNK = 2000
+
+
 @dataclass(frozen=True)
 class Export:
     headers: list[str]
     rows: Iterable[list]
     total: int
+
+    @classmethod
+    def from_queryset(cls, queryset, fields: list[str], *, header_suffix: str = "") -> Export:
+        """Rows of ``fields`` in primary-key order, read in keyset chunks: the memory held
+        stays one chunk whatever the size, with or without server-side cursors (a
+        transaction pooler disables them, and ``.iterator()`` would then fetch it all)."""
+        return cls(
+            headers=[f.replace(header_suffix, "") if header_suffix else f for f in fields],
+            rows=_keyset_rows(queryset, fields),
+            total=queryset.count(),
+        )
+
+
+def _keyset_rows(queryset, fields: list[str]) -> Iterator[list]:
+    queryset = queryset.order_by("pk")
+    last = None
+    while True:
+        page = queryset if last is None else queryset.filter(pk__gt=last)
+        chunk = list(page.values_list("pk", *fields)[:EXPORT_CHUNK])
+        if not chunk:
+            return
+        for row in chunk:
+            yield list(row[1:])
+        last = chunk[-1][0]
 
 
 _exports: dict[str, Callable[[dict], Export]] = {}
@@ -46,7 +73,8 @@ def _jobs_export(filters: dict) -> Export:
     from queues.models import Job
     from queues.selectors import filter_jobs
 
-    jobs = filter_jobs(Job.objects.all(), **filters).order_by("created_at")
+    # Job ids are time-ordered (UUIDv7): id order is creation order.
+    jobs = filter_jobs(Job.objects.all(), **filters)
     fields = [
         "id",
         "name",
@@ -59,11 +87,7 @@ def _jobs_export(filters: dict) -> Export:
         "finished_at",
         "error",
     ]
-    return Export(
-        headers=[f.replace("__name", "") for f in fields],
-        rows=(list(r) for r in jobs.values_list(*fields).iterator(chunk_size=2000)),
-        total=jobs.count(),
-    )
+    return Export.from_queryset(jobs, fields, header_suffix="__name")
 
 
 register_export("jobs", _jobs_export)

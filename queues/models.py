@@ -1,3 +1,4 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -24,12 +25,21 @@ class Queue(models.Model):
         null=True, blank=True, help_text="Seconds; empty means no timeout."
     )
 
+    # Empty means no limit; 0 is refused (it would read as "no limit" and surprise).
     rate_limit_max = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most this many jobs start per rate-limit duration."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many jobs start per rate-limit duration.",
     )
-    rate_limit_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_duration_ms = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
     concurrency = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most this many active jobs at once; empty: no limit."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many active jobs at once; empty: no limit.",
     )
     lock_duration = models.PositiveIntegerField(
         default=30, help_text="Seconds an active job's lock lasts before it counts as stalled."

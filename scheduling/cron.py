@@ -2,7 +2,8 @@
 
 Next run times are computed on the wall clock of the schedule's zone and then placed on
 the time line: a time repeated when clocks fall back runs once (its first occurrence); a
-time skipped when clocks spring forward runs once, just after the gap.
+time skipped when clocks spring forward runs once, moved later by the gap's length
+(02:30 on a night that jumps from 02:00 to 03:00 runs at 03:30).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def next_after(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
         for _ in range(1000):
             candidate = it.get_next(datetime)
             # fold=0: an ambiguous wall time means its first occurrence; a wall time in a
-            # spring-forward gap lands just after the gap.
+            # spring-forward gap is read with the offset before the jump, so it lands the
+            # gap's length later by the new wall clock (02:30 -> 03:30).
             instant = candidate.replace(tzinfo=zone, fold=0).astimezone(UTC)
             if instant > after:
                 return instant

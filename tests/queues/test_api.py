@@ -252,3 +252,14 @@ def test_anonymous_is_401_and_without_permission_is_403(unchanged, method, url, 
     # An API process remembers a token's user (and its permissions) for a few seconds.
     CachedTokenAuthentication._cache.clear()
     assert getattr(client, method)(url, {}, format="json").status_code not in (401, 403)
+
+
+@pytest.mark.parametrize("field", ["concurrency", "rate_limit_max", "rate_limit_duration_ms"])
+def test_a_zero_limit_is_refused_not_read_as_no_limit(admin_client, field):
+    before = Queue.objects.filter(name="default").values().get()
+    response = admin_client.patch(
+        "/api/v1/queues/default/", {field: 0}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert field in response.json()
+    assert Queue.objects.filter(name="default").values().get() == before

@@ -5,8 +5,10 @@ import csv
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from queues import enqueue, enqueue_many
+from queues import enqueue, enqueue_many, exports
 from queues.engine.runner import drain
 from queues.exports import PROGRESS_EVERY, export_path
 from queues.models import Job, JobStatus
@@ -94,3 +96,16 @@ def test_devices_export(settings, tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0][:3] == ["id", "name", "status"]
     assert sorted(r[1] for r in rows[1:]) == ["Galaxy", "Pixel"]
+
+
+def test_an_export_reads_in_keyset_chunks_whatever_the_cursor(monkeypatch):
+    monkeypatch.setattr(exports, "EXPORT_CHUNK", 3)
+    jobs = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(8)])
+    export = exports.Export.from_queryset(Job.objects.all(), ["id", "name"])
+    with CaptureQueriesContext(connection) as queries:
+        rows = list(export.rows)
+    assert rows == [[j.pk, "platform.echo"] for j in sorted(jobs, key=lambda j: j.pk)]
+    # ceil(8 / 3) pages and one that finds the end, each asking for at most 3 rows.
+    assert len(queries.captured_queries) == 4
+    assert all("LIMIT 3" in q["sql"] for q in queries.captured_queries)
+    assert export.total == 8

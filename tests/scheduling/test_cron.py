@@ -84,7 +84,7 @@ def test_fall_back_a_repeated_time_fires_once():
     assert runs[1] == utc(2026, 10, 25, 0, 30)
 
 
-def test_spring_forward_a_skipped_time_fires_once_after_the_gap():
+def test_spring_forward_a_skipped_time_fires_once_moved_later_by_the_gap():
     # Berlin, 2026-03-29: 02:00 CET -> 03:00 CEST, so 02:30 does not exist that day.
     runs = daily_runs("30 2 * * *", BERLIN, utc(2026, 3, 27, 12), 4)
     local = [r.astimezone(BERLIN) for r in runs]
