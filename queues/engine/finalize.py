@@ -19,6 +19,7 @@ from queues import doorbell, signals
 from queues.bulk import copy_rows
 from queues.durations import duration_ms
 from queues.engine.outcomes import Outcome, clean_text
+from queues.locks import lock_job_ids
 from queues.metrics import record_outcomes
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
 from queues.services.dependencies import resolve_dependants
@@ -92,10 +93,15 @@ def _unrecordable(o: Outcome, exc: Exception) -> Outcome:
 def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
 
     with transaction.atomic():
+        # The batch's rows first, in id order (queues/locks.py): the UPDATE ... FROM
+        # (VALUES ...) would lock them in its plan's order, the claim order, and deadlock
+        # with a cancel of the same jobs, which locks them in id order.
+        by_id = sorted(outcomes, key=lambda o: o.job.id)
+        lock_job_ids([o.job.id for o in by_id], no_key=True)
         if connection.vendor == "postgresql":
-            applied = _update_postgres(outcomes)
+            applied = _update_postgres(by_id)
         else:
-            applied = _update_orm(outcomes)
+            applied = _update_orm(by_id)
         lost = [o.job.id for o in outcomes if o.job.id not in applied]
         now_status = (
             dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}

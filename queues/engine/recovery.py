@@ -20,6 +20,7 @@ from django.utils import timezone
 from queues import doorbell, signals
 from queues.durations import duration_ms
 from queues.engine.clock import database_now
+from queues.locks import lock_jobs
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -47,13 +48,10 @@ def release_unstarted(*, ids: Iterable[UUID], worker: str) -> list[str]:
     if not ids:
         return []
     with transaction.atomic():
-        names = sorted(
-            set(
-                Job.objects.filter(id__in=ids, status=JobStatus.ACTIVE, worker=worker)
-                .values_list("queue__name", flat=True)
-                .distinct()
-            )
-        )
+        # Locked in id order before the UPDATE, which would lock them in its plan's order
+        # and deadlock with a cancel of the same jobs (queues/locks.py).
+        held = lock_jobs(Job.objects.filter(id__in=ids, status=JobStatus.ACTIVE, worker=worker))
+        names = sorted(set(held.values_list("queue__name", flat=True)))
         Job.objects.filter(id__in=ids, status=JobStatus.ACTIVE, worker=worker).update(
             status=JobStatus.WAITING,
             attempts_made=F("attempts_made") - 1,
@@ -70,14 +68,19 @@ def recover_stalled(*, now: datetime | None = None) -> list[str]:
     the queues to wake."""
     now = now or database_now()
     # A cancelled job whose worker died while it was stopping: nobody holds it any more.
-    Job.objects.filter(status=JobStatus.CANCELLED, locked_until__lt=now).exclude(worker="").update(
-        worker="", locked_until=None
-    )
+    # Skipping rows someone holds (its late finalize): a plain UPDATE would wait on them
+    # in its plan's order, and could deadlock with that finalize (queues/locks.py).
+    with transaction.atomic():
+        abandoned = Job.objects.filter(status=JobStatus.CANCELLED, locked_until__lt=now)
+        Job.objects.filter(
+            id__in=lock_jobs(abandoned.exclude(worker=""), skip_locked=True).values("id")
+        ).update(worker="", locked_until=None)
     with transaction.atomic():
         rows = list(
-            Job.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=JobStatus.ACTIVE, locked_until__lt=now)
-            .values(*_REQUEUE_FIELDS)[:STALL_BATCH]
+            lock_jobs(
+                Job.objects.filter(status=JobStatus.ACTIVE, locked_until__lt=now),
+                skip_locked=True,
+            ).values(*_REQUEUE_FIELDS)[:STALL_BATCH]
         )
         if not rows:
             return []
@@ -96,9 +99,9 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
     now = timezone.now()
     with transaction.atomic():
         rows = list(
-            Job.objects.select_for_update(of=("self",))
-            .filter(status=JobStatus.ACTIVE, worker__in=workers)
-            .values(*_REQUEUE_FIELDS)
+            lock_jobs(Job.objects.filter(status=JobStatus.ACTIVE, worker__in=workers)).values(
+                *_REQUEUE_FIELDS
+            )
         )
         return _requeue(rows, now=now, reason=reason, count_stall=True)
 

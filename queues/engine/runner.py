@@ -53,6 +53,7 @@ MAX_RATE_WAIT = 1.0
 WRITE_EVERY_SECONDS = 1.0
 # How often a running batch looks for batchmates cancelled before their turn.
 CANCEL_CHECK_SECONDS = 0.05
+CANCEL_CHECK_AHEAD = 256
 
 
 def batch_size(queue_name: str) -> int:
@@ -186,7 +187,8 @@ def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
 def _drop_cancelled(worker: str) -> None:
     """Batchmates cancelled while they waited their turn never run: they leave the batch
     and this worker lets go of them, giving back the attempt they never made."""
-    waiting = runtime.not_started()
+    # The next jobs to run are enough: the check runs again before the later ones.
+    waiting = runtime.not_started()[:CANCEL_CHECK_AHEAD]
     if not waiting:
         return
     cancelled = set(

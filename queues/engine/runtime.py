@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from queues.engine.clock import database_now_plus
 from queues.engine.finalize import finalize
 from queues.engine.outcomes import killed_outcome
 from queues.engine.recovery import release_unstarted
 from queues.exceptions import JobCancelled, JobTimeout
+from queues.locks import lock_jobs
 from queues.models import Job, JobStatus
 
 logger = logging.getLogger("queues.engine.runtime")
@@ -67,7 +68,8 @@ class Runtime:
         # Outcomes decided but not yet written, and the batch's jobs not yet started (in
         # order). Both are shared with the keeper thread, under the lock.
         self.pending: list = []
-        self.unstarted: list[UUID] = []
+        # Insertion-ordered, so that taking one job is O(1) in a batch of a thousand.
+        self.unstarted: dict[UUID, None] = {}
         # True only while a handler's own code runs: interrupts land there or nowhere.
         self.in_handler = False
         self.lock_duration = 30
@@ -93,7 +95,7 @@ class Runtime:
             self.worker = worker
             self.batch = set(ids)
             self.pending = []
-            self.unstarted = list(ids)
+            self.unstarted = dict.fromkeys(ids)
             self.lock_duration = lock_duration
             self._next_extend = time.monotonic() + max(lock_duration / 3, 0.5)
         self._ensure_keeper()
@@ -103,7 +105,7 @@ class Runtime:
         with self._lock:
             self.batch = set()
             self.pending = []
-            self.unstarted = []
+            self.unstarted = {}
             self.running = None
         self.touch()
 
@@ -112,20 +114,22 @@ class Runtime:
         with self._lock:
             if job_id not in self.unstarted:
                 return False
-            self.unstarted.remove(job_id)
+            del self.unstarted[job_id]
             return True
 
     def not_started(self) -> list[UUID]:
+        """The batch's jobs not started yet, in the order they will run."""
         with self._lock:
             return list(self.unstarted)
 
     def drop_unstarted(self, ids: set[UUID]) -> None:
         with self._lock:
-            self.unstarted = [i for i in self.unstarted if i not in ids]
+            for job_id in ids:
+                self.unstarted.pop(job_id, None)
 
     def take_unstarted(self) -> list[UUID]:
         with self._lock:
-            rest, self.unstarted = self.unstarted, []
+            rest, self.unstarted = list(self.unstarted), {}
             return rest
 
     def record(self, outcome) -> None:
@@ -227,16 +231,21 @@ class Runtime:
             return
         self.touch()
         now = time.monotonic()
+        cfg = settings.JOBPLATFORM
+        # The watchdog first, before any database work: a statement that waits (on a
+        # database that is away, on rows someone holds) must not keep the kill from coming.
+        if running is not None and self._must_kill(running, now, cfg):
+            self._kill_self(running, batch, worker)
+            return
         if now >= self._next_extend:
             self._extend_locks(batch, worker, lock_duration)
+            self._next_extend = now + max(lock_duration / 3, 0.5)
         if running is not None and (
             now - running.started >= LONG_JOB_SECONDS or self.should_stop()
         ):
             self._put_away_behind(running, worker)
-            self._next_extend = now + max(lock_duration / 3, 0.5)
         if running is None:
             return
-        cfg = settings.JOBPLATFORM
         # Short jobs never cost a query here; from a second on, look for a cancel each tick.
         watch = now - running.started >= 1.0
         if watch and running.cancel_seen is None and self._is_cancelled(running.job_id):
@@ -244,22 +253,37 @@ class Runtime:
         cancel_due = running.cancel_seen is not None and running.interrupted is None
         if cancel_due and now - running.cancel_seen >= cfg["CANCEL_GRACE"]:
             self._interrupt(running, "cancelled")
+        if self._must_kill(running, now, cfg):
+            self._kill_self(running, batch, worker)
+
+    @staticmethod
+    def _must_kill(running: Running, now: float, cfg: dict) -> bool:
+        """Past its timeout by HARD_KILL_GRACE, or its interrupt ignored that long."""
         overdue = running.timeout is not None and now - running.started >= (
             running.timeout + cfg["HARD_KILL_GRACE"]
         )
         ignored = running.interrupted is not None and (
             now - running.interrupted >= cfg["HARD_KILL_GRACE"]
         )
-        if overdue or ignored:
-            self._kill_self(running, batch, worker)
+        return overdue or ignored
 
     def _extend_locks(self, batch: set[UUID], worker: str, lock_duration: int) -> None:
+        # SKIP LOCKED, in id order (queues/locks.py): this never waits on a row. A row
+        # that finalize holds, in this process or another, is being finished anyway; one
+        # that the handler's own transaction holds must not keep the keeper from
+        # watching for cancels and timeouts. A skipped row is renewed at a later tick.
         # The database's clock, as at the claim.
-        Job.objects.filter(
-            id__in=batch, status__in=[JobStatus.ACTIVE, JobStatus.CANCELLED], worker=worker
-        ).update(locked_until=database_now_plus(lock_duration))
+        with transaction.atomic():
+            held = Job.objects.filter(
+                id__in=batch, status__in=[JobStatus.ACTIVE, JobStatus.CANCELLED], worker=worker
+            )
+            Job.objects.filter(
+                id__in=lock_jobs(held, skip_locked=True, no_key=True).values("id")
+            ).update(locked_until=database_now_plus(lock_duration))
 
     def _is_cancelled(self, job_id: UUID) -> bool:
+        # A plain read: it never waits on a row lock (a handler's transaction holding its
+        # job's row, a cancel in flight); it sees the last committed status.
         return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
     def _interrupt(self, running: Running, reason: str) -> None:
@@ -278,7 +302,7 @@ class Runtime:
             if self.running is not running:
                 return
             outcomes, self.pending = self.pending, []
-            rest, self.unstarted = self.unstarted, []
+            rest, self.unstarted = list(self.unstarted), {}
         if outcomes:
             try:
                 finalize(outcomes, worker=worker)
@@ -293,7 +317,7 @@ class Runtime:
                 logger.warning("could not give back %d jobs yet", len(rest), exc_info=True)
                 connection.close()
                 with self._lock:
-                    self.unstarted[:0] = rest
+                    self.unstarted = {**dict.fromkeys(rest), **self.unstarted}
 
     def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
@@ -309,13 +333,19 @@ class Runtime:
             if self.running is not running:
                 return  # it ended meanwhile
             done, self.pending = self.pending, []
-            rest, self.unstarted = self.unstarted, []
+            rest, self.unstarted = list(self.unstarted), {}
         try:
             # The jobs of this batch that already ran are recorded with the killed one;
             # only those never started go back to waiting.
-            killed = killed_outcome(running=running, reason=reason)
-            finalize([*done, *([killed] if killed else [])], worker=worker)
-            release_unstarted(ids=rest, worker=worker)
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    # The handler's own transaction may hold its job's row: never wait on
+                    # it for long, the kill below must happen (the sweep recovers the rest).
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL lock_timeout = '2s'")
+                killed = killed_outcome(running=running, reason=reason)
+                finalize([*done, *([killed] if killed else [])], worker=worker)
+                release_unstarted(ids=rest, worker=worker)
         except Exception:
             logger.exception("could not record the batch of the killed job %s", running.job_id)
         finally:

@@ -145,10 +145,11 @@ class Supervisor:
         # Reap whatever is left so nothing lingers as a zombie or orphan.
         for child in multiprocessing.active_children():
             child.join(1)
-        # Jobs the killed workers were running go back to waiting.
+        # Jobs the killed workers were running go back to waiting: those seen before the
+        # stop, and any django-q2 started in their place during the grace period.
         if killed:
             names = requeue_from_workers(
-                workers=[identity.worker_id(pid) for pid in pids],
+                workers=[identity.worker_id(pid) for pid in sorted({*pids, *killed})],
                 reason="its worker was stopped before the job finished",
             )
             doorbell.ring_quietly(names)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.db import connection
 from django.utils import timezone
 
 from queues.exceptions import EnqueueError
+from queues.locks import lock_jobs
 from queues.models import FINAL_STATUSES, Job, JobDependency, JobStatus
 from queues.services.notify import job_status_changed
 from queues.services.planning import Planned
@@ -29,56 +32,84 @@ FAILING_PARENT = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 def resolve_dependants(parent_ids: Iterable[UUID]) -> list[str]:
     """Unblock or fail the blocked dependants of finished parents, cascading through
-    failures. Must run inside the parents' transaction. Returns queue names to wake."""
+    failures. Must run inside the parents' transaction. Returns queue names to wake.
+
+    Set-based: per level of the cascade, one statement locks the children, one reads
+    their parents' statuses, and one each fails, delays or unblocks them, however many
+    children a parent has."""
     frontier = list(parent_ids)
     wake: set[str] = set()
     changed: list[UUID] = []
     while frontier:
         children = list(
-            Job.objects.select_for_update(of=("self",))
-            .filter(
-                status=JobStatus.BLOCKED,
-                id__in=JobDependency.objects.filter(parent_id__in=frontier).values("job_id"),
-            )
-            .order_by("id")
-            .values_list("id", flat=True)
+            lock_jobs(
+                Job.objects.filter(
+                    status=JobStatus.BLOCKED,
+                    id__in=JobDependency.objects.filter(parent_id__in=frontier).values("job_id"),
+                )
+            ).values_list("id", "run_at", "queue__name")
         )
         frontier = []
         if not children:
             break
+        # A new statement, after the locks: it sees every parent finished by a transaction
+        # that held one of these children before us.
         parents: dict[UUID, list[tuple[UUID, str, bool]]] = defaultdict(list)
         for child, parent, status, required in JobDependency.objects.filter(
-            job_id__in=children
+            job_id__in=[child for child, _, _ in children]
         ).values_list("job_id", "parent_id", "parent__status", "required"):
             parents[child].append((parent, status, required))
         now = timezone.now()
-        for child in children:
+        failing: dict[UUID, str] = {}
+        delayed: list[UUID] = []
+        waiting: list[UUID] = []
+        for child, run_at, queue in children:
             links = parents[child]
             # A required parent that failed decides at once: the child can never run, and
             # must not wait (a later clean-up could delete the only record of the failure).
-            broken = [(p, s) for p, s, required in links if required and s in FAILING_PARENT]
-            if not broken and any(status not in FINAL_STATUSES for _, status, _ in links):
-                continue
+            broken = sorted((p, s) for p, s, required in links if required and s in FAILING_PARENT)
             if broken:
                 parent, status = broken[0]
-                Job.objects.filter(pk=child, status=JobStatus.BLOCKED).update(
-                    status=JobStatus.FAILED,
-                    error=f"dependency {parent} {status}; this job needed it to complete",
-                    finished_at=now,
-                )
-                frontier.append(child)
-                changed.append(child)
+                failing[child] = f"dependency {parent} {status}; this job needed it to complete"
+            elif any(status not in FINAL_STATUSES for _, status, _ in links):
+                continue
+            elif run_at is not None and run_at > now:
+                delayed.append(child)
             else:
-                job = Job.objects.select_related("queue").get(pk=child)
-                delayed = job.run_at is not None and job.run_at > now
-                Job.objects.filter(pk=child, status=JobStatus.BLOCKED).update(
-                    status=JobStatus.DELAYED if delayed else JobStatus.WAITING
-                )
-                changed.append(child)
-                if not delayed:
-                    wake.add(job.queue.name)
+                waiting.append(child)
+                wake.add(queue)
+            changed.append(child)
+        _fail_blocked(failing, now)
+        frontier = list(failing)
+        for ids, status in ((delayed, JobStatus.DELAYED), (waiting, JobStatus.WAITING)):
+            if ids:
+                Job.objects.filter(id__in=ids, status=JobStatus.BLOCKED).update(status=status)
     job_status_changed(changed)
     return sorted(wake)
+
+
+_FAIL_SQL = f"""
+UPDATE {Job._meta.db_table} AS j SET status = %s, error = v.error, finished_at = %s
+FROM unnest(%s::uuid[], %s::text[]) AS v(id, error)
+WHERE j.id = v.id AND j.status = %s
+"""
+
+
+def _fail_blocked(errors: dict[UUID, str], now: datetime) -> None:
+    """Fail the locked blocked children ``errors`` names, each with its own error, in one
+    statement (Postgres), or in batches elsewhere (the embedded SQLite)."""
+    if not errors:
+        return
+    if connection.vendor == "postgresql":
+        params = [JobStatus.FAILED.value, now, list(errors), list(errors.values())]
+        with connection.cursor() as cursor:
+            cursor.execute(_FAIL_SQL, [*params, JobStatus.BLOCKED.value])
+        return
+    jobs = [
+        Job(pk=child, status=JobStatus.FAILED, error=error, finished_at=now)
+        for child, error in errors.items()
+    ]
+    Job.objects.bulk_update(jobs, ["status", "error", "finished_at"], batch_size=500)
 
 
 # --- at enqueue ---------------------------------------------------------------------------
@@ -126,12 +157,7 @@ def lock_parents(ids: list[UUID]) -> dict[UUID, str]:
     if not ids:
         return {}
     # Locking the parents orders us after any finalize in flight: we see its outcome.
-    return dict(
-        Job.objects.select_for_update()
-        .filter(id__in=set(ids))
-        .order_by("id")
-        .values_list("id", "status")
-    )
+    return dict(lock_jobs(ids).values_list("id", "status"))
 
 
 def initial_status(item: Planned, parent_statuses: list[str]) -> None:

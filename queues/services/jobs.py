@@ -15,6 +15,7 @@ from django.utils import timezone
 from queues import audit, doorbell, signals
 from queues.audit import Actor
 from queues.exceptions import InvalidJobState
+from queues.locks import lock_job_ids, lock_jobs
 from queues.models import FINAL_STATUSES, Job, JobDependency, JobStatus
 from queues.selectors import get_job
 from queues.services.dependencies import resolve_dependants
@@ -164,10 +165,9 @@ def _retry_locked(ids: list[UUID], jobs: QuerySet[Job]) -> tuple[int, dict[UUID,
     # and an enqueue that locks parents (all in id order) cannot deadlock on them.
     parents = {parent for edges in links.values() for parent, _ in edges}
     locked = list(
-        Job.objects.filter(id__in=sorted(wanted | parents))
-        .order_by("id")
-        .select_for_update(of=("self",))
-        .values_list("id", "queue_id", "queue__name", "unique_key", "status", "worker")
+        lock_jobs(wanted | parents).values_list(
+            "id", "queue_id", "queue__name", "unique_key", "status", "worker"
+        )
     )
     state = {row[0]: row[4] for row in locked}
     refusals: dict[UUID, str] = {}
@@ -294,12 +294,8 @@ def cancel_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> int:
 
 def _cancel(jobs: QuerySet[Job]) -> int:
     """Cancel a bounded set of jobs (one job, or one chunk) in the caller's transaction."""
-    ids = list(
-        jobs.filter(status__in=CANCELLABLE)
-        .order_by("id")
-        .select_for_update(of=("self",))
-        .values_list("id", flat=True)
-    )
+    # In id order, as finalize locks the same jobs (queues/locks.py).
+    ids = lock_job_ids(jobs.filter(status__in=CANCELLABLE))
     if not ids:
         return 0
     # An active job keeps its worker and lock until its handler stops: the worker's keeper
@@ -350,7 +346,9 @@ def promote_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> int:
 def _promote(jobs: QuerySet[Job]) -> int:
     """Promote a bounded set of delayed jobs (one job, or one chunk)."""
     with transaction.atomic():
-        ids = list(jobs.filter(status=JobStatus.DELAYED).values_list("id", flat=True))
+        # Locked in id order before the UPDATE, which would lock them in its plan's order
+        # and deadlock with a cancel of the same chunk (queues/locks.py).
+        ids = lock_job_ids(jobs.filter(status=JobStatus.DELAYED))
         names = list(
             Job.objects.filter(id__in=ids).values_list("queue__name", flat=True).distinct()
         )
@@ -408,11 +406,8 @@ def delete_ids(ids, *, statuses) -> int:
         return 0
     with transaction.atomic():
         # Never a job a worker still holds (active, or cancelled and still stopping).
-        ids = list(
-            Job.objects.filter(id__in=ids, status__in=statuses, worker="")
-            .order_by("id")
-            .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)
+        ids = lock_job_ids(
+            Job.objects.filter(id__in=ids, status__in=statuses, worker=""), skip_locked=True
         )
         if not ids:
             return 0

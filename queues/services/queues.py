@@ -12,6 +12,7 @@ from django.utils import timezone
 from queues import audit, doorbell
 from queues.audit import Actor
 from queues.exceptions import InvalidJobState, QueueNotFound
+from queues.locks import lock_queue
 from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
 from queues.services import jobs as jobs_services
 from queues.services.jobs import UNSTARTED, _cancel, audited, delete_ids, each_chunk
@@ -38,6 +39,9 @@ def update_queue(name: str, *, changes: dict[str, Any], by: Actor = None) -> Que
     new limits at their next claim."""
     queue = _queue(name)
     with transaction.atomic():
+        # Read afresh under the row lock: save() writes every field, and must not undo a
+        # pause (or another edit) committed since the read above.
+        queue = lock_queue(queue.pk)
         for field, value in changes.items():
             setattr(queue, field, value)
         queue.save()
