@@ -192,3 +192,39 @@ def ledger_state(*models) -> dict[str, list[dict]]:
     from queues.models import AuditLog, Job, JobAttempt, JobDependency, JobLog, Queue
 
     return rows(Queue, Job, JobAttempt, JobLog, JobDependency, AuditLog, *models)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port (never the shared one),
+    which the test may stop and start again; ``close`` removes every server it started."""
+
+    def __init__(self) -> None:
+        import redis
+
+        port = free_port()
+        self.command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        self.command += ["--save", "", "--appendonly", "no"]
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        self.procs.append(subprocess.Popen(self.command, stdout=subprocess.DEVNULL))
+        wait_for(self.pings, timeout=10, message="redis-server to start")
+
+    def stop(self) -> None:
+        self.procs[-1].terminate()
+        self.procs[-1].wait(timeout=10)
+
+    def pings(self) -> bool:
+        import redis
+
+        try:
+            return self.client.ping()
+        except redis.ConnectionError:
+            return False
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()

@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from django.db import OperationalError, connection
 
 from queues import cancel_job, enqueue, enqueue_many
 from queues.engine.supervisor import descendants
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue, Worker
-from tests.helpers import active_worker_pid, alive, free_port, wait_for
+from tests.helpers import PrivateRedis, active_worker_pid, alive, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -250,41 +249,13 @@ def test_queue_rate_limit_is_shared_by_workers(processes):
 
 @pytest.fixture
 def private_redis(settings):
-    port = free_port()
-    command = [
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    procs = []
-
-    def start():
-        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
-        wait_for(lambda: _pings(client), timeout=10, message="redis to start")
-
+    server = PrivateRedis()
     try:  # every server started goes away, even when one fails to come up
-        start()
-        settings.REDIS_URL = url
-        yield url, client, start, procs
+        server.start()
+        settings.REDIS_URL = server.url
+        yield server.url, server.client, server.start, server.procs
     finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
+        server.close()
 
 
 def test_redis_flushall_and_restart_lose_no_job(processes, private_redis):

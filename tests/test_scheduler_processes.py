@@ -3,18 +3,16 @@ Redis outage does not stop the firing."""
 
 import shutil
 import statistics
-import subprocess
 from datetime import timedelta
 
 import pytest
-import redis
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from queues.models import Job, JobStatus, SchedulerHeartbeat
 from scheduling import services
 from scheduling.models import ScheduledJob, ScheduleRun
-from tests.helpers import free_port, skip_unless_ci, wait_for
+from tests.helpers import PrivateRedis, skip_unless_ci, wait_for
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -56,36 +54,13 @@ def own_redis(settings):
     shared one): ``(url, client, start, stop)``."""
     if shutil.which("redis-server") is None:
         skip_unless_ci("redis-server is not installed")
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no"]
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
-    procs: list[subprocess.Popen] = []
-
-    def start() -> None:
-        procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
-        wait_for(lambda: _pings(client), timeout=10, message="redis-server to start")
-
-    def stop() -> None:
-        procs[-1].terminate()
-        procs[-1].wait(timeout=10)
-
+    server = PrivateRedis()
     try:  # every server started goes away, even when one fails to come up
-        start()
-        settings.REDIS_URL = url
-        yield url, client, start, stop
+        server.start()
+        settings.REDIS_URL = server.url
+        yield server.url, server.client, server.start, server.stop
     finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
+        server.close()
 
 
 def test_the_scheduler_keeps_firing_through_a_redis_outage_and_the_backlog_runs_after(
