@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -59,6 +60,7 @@ def duration_bin(ms: int) -> int:
 
 # Bucket deltas and jobs done, gathered in this process and written by ``flush`` outside
 # the finalize transaction: two workers of a queue never wait on each other's bucket row.
+_pending_lock = threading.Lock()
 _pending: dict[tuple[int, datetime], list] = {}
 _pending_handlers: dict[tuple[int, str], list] = {}
 _pending_done = 0
@@ -67,7 +69,13 @@ FLUSH_SECONDS = 1.0
 
 
 def record_outcomes(outcomes) -> None:
-    """Count finished attempts into this process's pending buckets."""
+    """Count finished attempts into this process's pending buckets. Called after commit,
+    from the drain or from the keeper thread (outcomes written behind a long job)."""
+    with _pending_lock:
+        _record(outcomes)
+
+
+def _record(outcomes) -> None:
     global _pending_done
     for o in outcomes:
         if not o.counted:
@@ -93,10 +101,11 @@ def flush(*, force: bool = False) -> None:
     now = time.monotonic()
     if not _pending or (not force and now - _last_flush < FLUSH_SECONDS):
         return
-    minutes, handlers, done_count = dict(_pending), dict(_pending_handlers), _pending_done
-    _pending.clear()
-    _pending_handlers.clear()
-    _pending_done = 0
+    with _pending_lock:  # the keeper thread may be adding to them right now
+        minutes, handlers, done_count = dict(_pending), dict(_pending_handlers), _pending_done
+        _pending.clear()
+        _pending_handlers.clear()
+        _pending_done = 0
     _last_flush = now
     for (queue_id, minute), counts in minutes.items():
         _add(QueueMinute, {"queue_id": queue_id, "minute": minute}, counts)

@@ -18,6 +18,7 @@ its cluster, so every worker process sees them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
+from queues import metrics
 from queues.engine.clock import database_now_plus
 from queues.engine.finalize import finalize
 from queues.engine.outcomes import killed_outcome
@@ -310,6 +312,10 @@ class Runtime:
                 logger.warning("could not write %d outcomes yet", len(outcomes), exc_info=True)
                 connection.close()
                 self.give_back(outcomes)
+            else:
+                # Their metrics too: the drain may already have flushed its last ones.
+                with contextlib.suppress(Exception):
+                    metrics.flush(force=True)
         if rest:
             try:
                 release_unstarted(ids=rest, worker=worker)
