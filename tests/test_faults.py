@@ -93,12 +93,20 @@ def test_kill_9_of_the_whole_runworker_loses_nothing(processes):
     processes.kill(worker)  # SIGKILL to the whole process group
     killed_at = time.monotonic()
     assert Job.objects.filter(status__in=[JobStatus.ACTIVE, JobStatus.WAITING]).exists()
-    processes.start("runworker", "--workers", "2", **FAST)
-    wait_for(
-        lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == len(jobs),
-        timeout=60,
-        message="every job to complete after the restart",
-    )
+    restarted = processes.start("runworker", "--workers", "2", **FAST)
+    try:
+        wait_for(
+            lambda: Job.objects.filter(status=JobStatus.COMPLETED).count() == len(jobs),
+            timeout=60,
+            message="every job to complete after the restart",
+        )
+    except AssertionError as exc:  # say where the jobs are, and what the worker said
+        where = list(
+            Job.objects.exclude(status=JobStatus.COMPLETED).values_list(
+                "status", "worker", "locked_until", "stalled_count"
+            )
+        )
+        raise AssertionError(f"{exc}: {where}\n{processes.output(restarted)[-3000:]}") from None
     report("runworker kill -9 + restart -> all 40 completed", time.monotonic() - killed_at)
     assert JobAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED).count() == len(jobs)
     assert set(JobAttempt.objects.values_list("outcome", flat=True)) <= {"completed", "stalled"}
