@@ -1,5 +1,6 @@
 """/metrics, /healthz, healthcheck, JSON logs and integration signals."""
 
+import contextlib
 import io
 import json
 import logging
@@ -149,17 +150,26 @@ def test_health_reports_a_frozen_cluster(client, processes, settings):
         for p in descendants(worker.pid)
         if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(worker.pid)
     ][0]
-    for pid in descendants(sentinel):
-        os.kill(pid, signal.SIGKILL)  # django-q2 #23: the cluster freezes
+    # Frozen for certain: every process of the cluster stopped, none dead, so nothing
+    # replaces them (killing them freezes django-q2 only when the kill hits the holder of
+    # its task-queue lock; otherwise it reincarnates them and recovers by itself).
+    stopped = [sentinel, *descendants(sentinel)]
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
     enqueue("platform.echo", {})
 
     def frozen():
         body = client.get("/healthz").json()
         return "frozen cluster" in str(body["checks"]["workers"]) and body
 
-    body = wait_for(frozen, timeout=60, interval=0.5, message="/healthz to see the freeze")
-    assert body["status"] == "unhealthy"
-    assert client.get("/healthz").status_code == 503
+    try:
+        body = wait_for(frozen, timeout=60, interval=0.5, message="/healthz to see the freeze")
+        assert body["status"] == "unhealthy"
+        assert client.get("/healthz").status_code == 503
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @pytest.mark.django_db
