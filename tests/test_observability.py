@@ -70,6 +70,8 @@ def test_metrics_and_health_are_right_with_several_worker_processes(client, proc
     )
 
     def scraped():
+        # Each worker process writes its counters just after its outcomes (metrics lag
+        # the ledger by up to a second): wait until both handlers' counters are in.
         text = client.get("/metrics", **auth).content.decode()
         done = metric(
             text,
@@ -78,7 +80,10 @@ def test_metrics_and_health_are_right_with_several_worker_processes(client, proc
             handler="platform.echo",
             status="completed",
         )
-        return text if done == 301 else None
+        failed = metric(
+            text, "jobplatform_jobs_total", queue="default", handler="platform.fail", status="failed"
+        )
+        return text if done == 301 and failed is not None else None
 
     text = wait_for(scraped, timeout=30, interval=0.2, message="the counters to add up")
     assert (
