@@ -81,7 +81,11 @@ def test_metrics_and_health_are_right_with_several_worker_processes(client, proc
             status="completed",
         )
         failed = metric(
-            text, "jobplatform_jobs_total", queue="default", handler="platform.fail", status="failed"
+            text,
+            "jobplatform_jobs_total",
+            queue="default",
+            handler="platform.fail",
+            status="failed",
         )
         return text if done == 301 and failed is not None else None
 
