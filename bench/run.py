@@ -22,6 +22,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = [
+    "drain",
+    "bullmq",
+    "procrastinate",
     "platform",
     "q2",
     "q2-nosave",
@@ -32,7 +35,31 @@ SCENARIOS = [
     "rss",
     "scaling",
     "bulk",  # bench/bulk.py: ./dev bench --only bulk --jobs 1000000
+    "drain-backlog",  # 10,000 jobs drained behind --backlog waiting ones
 ]
+NODE = ROOT / "bench" / "node"
+
+
+def command(scenario: str, jobs: int, backlog: int) -> list[list[str]]:
+    """The processes one scenario runs, each printing one JSON line."""
+    py = [sys.executable, "-m"]
+    if scenario == "bulk":
+        return [py + ["bench.bulk", "--jobs", str(jobs)]]
+    if scenario == "procrastinate":
+        return [
+            py + ["bench.procrastinate_peer", mode, "--jobs", str(jobs)]
+            for mode in ("drain", "enqueue")
+        ]
+    if scenario == "bullmq":
+        script = str(NODE / "bullmq.mjs")
+        return [
+            ["node", script, "drain", "--jobs", str(jobs), "--concurrency", "10"],
+            ["node", script, "drain", "--jobs", str(jobs), "--concurrency", "1"],
+            ["node", script, "enqueue", "--jobs", str(jobs)],
+        ]
+    if scenario == "drain-backlog":
+        return [py + ["bench.scenarios", scenario, "--jobs", str(backlog)]]
+    return [py + ["bench.scenarios", scenario, "--jobs", str(jobs)]]
 
 
 def ensure_database(url: str) -> None:
@@ -52,7 +79,8 @@ def ensure_database(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--only", default=",".join(SCENARIOS[:-2]))
+    parser.add_argument("--backlog", type=int, default=1_000_000)
     args = parser.parse_args()
 
     db_url = os.environ.get(
@@ -86,18 +114,14 @@ def main() -> None:
     for scenario in [s for s in args.only.split(",") if s]:
         if scenario not in SCENARIOS:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.bulk" if scenario == "bulk" else "bench.scenarios"]
-            + ([] if scenario == "bulk" else [scenario])
-            + ["--jobs", str(args.jobs)],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results[scenario] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {results[scenario]}", file=sys.stderr, flush=True)
+        if scenario == "bullmq" and not (NODE / "node_modules").exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE, check=True)
+        parts = []
+        for cmd in command(scenario, args.jobs, args.backlog):
+            out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+            parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(f"  {parts[-1]}", file=sys.stderr, flush=True)
+        results[scenario] = parts[0] if len(parts) == 1 else parts
     report(results, args.jobs)
 
 
@@ -106,6 +130,41 @@ def report(results: dict, jobs: int) -> None:
         f"\njobplatform benchmark — {os.cpu_count()} cores, Python {platform.python_version()}, "
         "Postgres + Redis on localhost, one run\n"
     )
+    drains = []
+    if "drain" in results:
+        drains.append(("jobplatform", "2 worker processes", results["drain"]))
+    for row in results.get("bullmq", [])[:2]:
+        drains.append(("BullMQ 5", f"1 Node process, concurrency {row['concurrency']}", row))
+    if "procrastinate" in results:
+        drains.append(("procrastinate 3", "2 worker processes", results["procrastinate"][0]))
+    if drains:
+        base = next((r for _, how, r in drains if how.endswith("concurrency 10")), None)
+        print(f"Pre-enqueued drain of {jobs:,} no-op jobs (warm workers, timed to the last one):\n")
+        print("| system | workers | jobs/s | s | / BullMQ c10 |")
+        print("|---|---|---:|---:|---:|")
+        for system, how, row in drains:
+            ratio = f"{row['per_second'] / base['per_second']:.2f}x" if base else "-"
+            print(
+                f"| {system} | {how} | {row['per_second']:,.0f} | {row['seconds']:.2f} | {ratio} |"
+            )
+        if "drain" in results:
+            d = results["drain"]
+            print(
+                f"\njobplatform job-table updates during the drain: {d['updates']:,}, "
+                f"{d['hot_pct']} % HOT"
+            )
+    if "drain-backlog" in results:
+        b = results["drain-backlog"]
+        print(
+            f"\nDrain of {b['jobs']:,} jobs behind {b['backlog']:,} waiting: "
+            f"{b['per_second']:,.0f} jobs/s"
+            + (
+                f" ({b['per_second'] * 100 / results['drain']['per_second']:.0f} % of the "
+                "drain above)"
+                if "drain" in results
+                else ""
+            )
+        )
     throughput = [results[k] for k in ("platform", "q2", "q2-nosave", "celery") if k in results]
     if throughput:
         print(f"End-to-end no-op throughput, {jobs} jobs, 2 workers:\n")
@@ -116,15 +175,24 @@ def report(results: dict, jobs: int) -> None:
         if "platform" in results and "celery" in results:
             ratio = results["platform"]["per_second"] / results["celery"]["per_second"]
             print(f"\nplatform / Celery: {ratio:.1f}x")
-    if "enqueue" in results:
-        e = results["enqueue"]
+    if {"enqueue", "bullmq", "procrastinate"} & results.keys():
         print("\nEnqueue rate (no workers running):\n")
         print("| call | jobs/s |")
         print("|---|---:|")
+    if "enqueue" in results:
+        e = results["enqueue"]
         print(f"| platform `enqueue` (one job, one transaction) | {e['platform_single']:,} |")
         print(f"| platform `enqueue_many` (COPY) | {e['platform_bulk']:,} |")
         print(f"| django-q2 `async_task` (shared broker) | {e['q2_single']:,} |")
         print(f"| Celery `delay` | {e['celery_single']:,} |")
+    if "bullmq" in results:
+        b = results["bullmq"][2]
+        print(f"| BullMQ awaited `add` | {b['single']:,} |")
+        print(f"| BullMQ `addBulk` (1,000 per call) | {b['bulk']:,} |")
+    if "procrastinate" in results:
+        p = results["procrastinate"][1]
+        print(f"| procrastinate `defer` | {p['single']:,} |")
+        print(f"| procrastinate `batch_defer` (1,000 per call) | {p['bulk']:,} |")
     if "pickup" in results:
         p = results["pickup"]
         print(

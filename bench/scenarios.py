@@ -255,6 +255,96 @@ def run_schedule_lateness(firings: int) -> dict:
     }
 
 
+def run_drain(jobs: int, *, backlog: int = 0) -> dict:
+    """Pre-enqueued drain: ``jobs`` no-op jobs wait in a paused queue (behind ``backlog``
+    more of lower priority, which stay waiting), 2 warm worker processes; timed from the
+    resume to the last completion. Every job gets its status, result, timing and
+    attempt in Postgres."""
+    _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
+    from queues import enqueue, enqueue_many
+    from queues.models import Job, JobStatus, Worker
+    from queues.services.queues import pause_queue, resume_queue
+
+    worker = start([sys.executable, "manage.py", "runworker", "--workers", "2"], os.environ.copy())
+    try:
+        wait_for(lambda: Worker.objects.count() == 1, 60, "the worker to register")
+        warm = enqueue("platform.echo", {})
+        wait_for(lambda: Job.objects.filter(pk=warm.pk, status="completed").exists(), 60, "warm-up")
+        pause_queue("default")
+        for start_at in range(0, backlog, 10_000):
+            enqueue_many(
+                [
+                    {"name": "platform.echo", "payload": {"i": i}, "priority": 9}
+                    for i in range(start_at, min(start_at + 10_000, backlog))
+                ]
+            )
+        for start_at in range(0, jobs, 10_000):
+            enqueue_many(
+                [
+                    {"name": "platform.echo", "payload": {"i": i}}
+                    for i in range(start_at, min(start_at + 10_000, jobs))
+                ]
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE queues_job")
+        done = Job.objects.filter(status=JobStatus.COMPLETED, priority__lt=9)
+        stats0 = _table_stats()
+        profiler = _profile(worker.pid)
+        t0 = time.perf_counter()
+        resume_queue("default")
+        wait_for(lambda: done.count() >= jobs + 1, 900, "all jobs")
+        t1 = time.perf_counter()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+        # Each worker backend reports its counters when it goes idle, at most once a second.
+        wait_for(lambda: _table_stats()["n_tup_upd"] - stats0["n_tup_upd"] >= 2 * jobs, 30, "stats")
+        stats1 = _table_stats()
+        updates = stats1["n_tup_upd"] - stats0["n_tup_upd"]
+        return {
+            "scenario": "drain" if not backlog else "drain-backlog",
+            "jobs": jobs,
+            "backlog": backlog,
+            "seconds": round(t1 - t0, 3),
+            "per_second": round(jobs / (t1 - t0), 1),
+            "updates": updates,
+            "hot_pct": round(
+                (stats1["n_tup_hot_upd"] - stats0["n_tup_hot_upd"]) * 100 / max(updates, 1), 1
+            ),
+        }
+    finally:
+        stop(worker)
+
+
+def _profile(pid: int) -> subprocess.Popen | None:
+    """With BENCH_PROFILE=path: py-spy samples the worker processes during the drain into
+    ``path`` (collapsed stacks; bench/profile_split.py sums them per engine step)."""
+    path = os.environ.get("BENCH_PROFILE")
+    if not path:
+        return None
+    py_spy = Path(sys.executable).with_name("py-spy")
+    proc = subprocess.Popen(
+        [str(py_spy), "record", "--idle", "-s", "-r", "250", "-f", "raw", "-o", path]
+        + ["-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches to every process of the tree before it samples
+    return proc
+
+
+def _table_stats() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd, n_dead_tup FROM pg_stat_user_tables "
+            "WHERE relname = 'queues_job'"
+        )
+        upd, hot, dead = cursor.fetchone()
+    return {"n_tup_upd": upd, "n_tup_hot_upd": hot, "n_dead_tup": dead}
+
+
 def _platform_setup():
     """Django for the platform, with empty job tables (truncated, so earlier scenarios'
     dead rows do not slow this one down)."""
@@ -414,6 +504,8 @@ def main() -> None:
         "scenario",
         choices=[
             "platform",
+            "drain",
+            "drain-backlog",
             "q2",
             "q2-nosave",
             "celery",
@@ -428,6 +520,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.scenario == "platform":
         out = run_platform(args.jobs)
+    elif args.scenario == "drain":
+        out = run_drain(args.jobs)
+    elif args.scenario == "drain-backlog":
+        out = run_drain(10_000, backlog=args.jobs)
     elif args.scenario == "q2":
         out = run_q2(args.jobs, 250)
     elif args.scenario == "q2-nosave":

@@ -364,7 +364,7 @@ JOBPLATFORM = {
     "ALERT_FAILURE_RATE": float(os.environ.get("ALERT_FAILURE_RATE", "0.05")),
     "ALERT_AVG_SECONDS": float(os.environ.get("ALERT_AVG_SECONDS", "10")),
     "ALERT_LATENCY_SECONDS": float(os.environ.get("ALERT_LATENCY_SECONDS", "60")),
-    # Seconds between retention runs (the platform.apply-retention job).
+    # Seconds between retention runs of runscheduler, while every queue is within bounds.
     "RETENTION_INTERVAL": float(os.environ.get("RETENTION_INTERVAL", "60")),
     # How long a worker keeps retrying to record a batch's outcomes while the database
     # is away, before leaving the jobs to stall recovery.

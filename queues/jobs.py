@@ -41,7 +41,8 @@ def fail(ctx, payload):
 
 @job("platform.apply-retention", queue="default", attempts=1)
 def apply_retention(ctx, payload):
-    """Delete finished jobs past their queue's retention (enqueued by runscheduler)."""
+    """Delete finished jobs past their queue's retention, on demand (runscheduler applies
+    it by itself every minute)."""
 
     return {"removed": apply(), "buckets_pruned": prune_buckets()}
 

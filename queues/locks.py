@@ -20,9 +20,11 @@ claim does (``engine/claim.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from queues.models import Job, Queue
@@ -62,3 +64,22 @@ def lock_queue(pk: int) -> Queue:
     order: queue row, then jobs), so a service locking both cannot deadlock with a claim;
     and a read-modify-write of the row (``save()``) cannot overwrite a concurrent pause."""
     return Queue.objects.select_for_update().get(pk=pk)
+
+
+@contextlib.contextmanager
+def held_alone(key: int) -> Iterator[bool]:
+    """A session-level advisory lock on Postgres: yields whether this process holds it
+    (another process holding it means the work is being done there). Other databases
+    have one process, so it is always held."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])

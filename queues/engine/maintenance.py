@@ -3,8 +3,9 @@
 Each tick promotes due ``delayed`` jobs to ``waiting`` and wakes their queues. Every
 second it also recovers stalled jobs (expired locks); every few seconds it re-wakes each
 unpaused queue that has waiting jobs, which is what makes a lost doorbell (Redis restarted
-or flushed, a worker killed holding the message) harmless; every minute it enqueues the
-retention job (once: it has a unique key).
+or flushed, a worker killed holding the message) harmless; every minute it applies
+retention itself (one copy at a time, at most half a second per tick, every tick while
+it is behind), so no paused queue or busy worker can hold it up.
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ from queues import doorbell
 from queues.engine import identity
 from queues.engine.recovery import recover_stalled
 from queues.extensions import tick_hooks
-from queues.metrics import refresh_snapshots
+from queues.locks import held_alone
+from queues.metrics import prune_buckets, refresh_snapshots
 from queues.models import Job, JobStatus, SchedulerHeartbeat
 from queues.selectors import runnable_queue_names
-from queues.services import enqueue
 from queues.services.notify import job_status_changed
+from queues.services.queues import retention_pass
 
 logger = logging.getLogger("queues.engine.maintenance")
 
 PROMOTE_BATCH = 5000
 HEARTBEAT_SECONDS = 2.0
-RETENTION_KEY = "platform.apply-retention"
+# The advisory lock one scheduler copy holds while it applies retention.
+RETENTION_LOCK = 0x6A6F6272
+# Seconds of deleting per tick: the tick's other steps (schedules, promotion) wait that long.
+RETENTION_TICK_SECONDS = 0.5
 
 
 def promote_delayed() -> list[str]:
@@ -53,8 +58,15 @@ def promote_delayed() -> list[str]:
     return sorted({name for _, name in due})
 
 
-def enqueue_retention() -> None:
-    enqueue("platform.apply-retention", {}, unique_key=RETENTION_KEY)
+def retention_step() -> bool:
+    """One bounded retention pass. Returns whether every queue is within its bounds."""
+    with held_alone(RETENTION_LOCK) as mine:
+        if not mine:
+            return True  # another scheduler copy is at it
+        _, caught_up = retention_pass(deadline=time.monotonic() + RETENTION_TICK_SECONDS)
+        if caught_up:
+            prune_buckets()
+        return caught_up
 
 
 class Maintenance:
@@ -104,8 +116,9 @@ class Maintenance:
             self.next_heartbeat = now + HEARTBEAT_SECONDS
             self._step("heartbeat", self.heartbeat)
         if now >= self.next_retention:
-            self.next_retention = now + cfg["RETENTION_INTERVAL"]
-            self._step("enqueue_retention", enqueue_retention)
+            caught_up = self._step("retention", retention_step)
+            # Behind (the pass ran out of time): the next pass is due on the next tick.
+            self.next_retention = now + (0.0 if caught_up is False else cfg["RETENTION_INTERVAL"])
         if now >= self.next_snapshot:
             self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
             self._step("refresh_snapshots", refresh_snapshots)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -146,34 +147,64 @@ def _delete_unstarted(ids: list) -> int:
 
 def apply_retention(*, now=None) -> dict[str, int]:
     """Delete finished jobs past their queue's retention (by default completed jobs are
-    kept 24 h and at most 1000, failed and cancelled ones 7 days). Never touches
-    unfinished jobs. Returns counts."""
+    kept 24 h and at most 1000, failed and cancelled ones 7 days), however many there
+    are. Never touches unfinished jobs. Returns counts per queue."""
+    removed, _ = retention_pass(now=now)
+    return removed
+
+
+def retention_pass(*, now=None, deadline: float | None = None) -> tuple[dict[str, int], bool]:
+    """Delete finished jobs past retention in chunks of ``RETENTION_BATCH``, each its own
+    short transaction, until every queue is within its bounds or ``deadline`` (a
+    ``time.monotonic()`` value) has passed. Returns the counts per queue and whether every
+    queue is within its bounds: if not, the caller runs another pass soon, so retention
+    keeps up with any sustained rate of finished jobs without one long transaction."""
     now = now or timezone.now()
     removed: dict[str, int] = {}
+    caught_up = True
     for queue in Queue.objects.all():
         count = 0
-        completed = Job.objects.filter(queue=queue, status=JobStatus.COMPLETED)
-        if queue.keep_completed_age is not None:
-            old = completed.filter(
-                finished_at__lt=now - timedelta(seconds=queue.keep_completed_age)
-            )
-            count += delete_ids(_ids(old, "finished_at"), statuses=[JobStatus.COMPLETED])
-        if queue.keep_completed_count is not None:
-            beyond = completed.order_by("-finished_at", "-id")[queue.keep_completed_count :]
-            ids = list(beyond.values_list("id", flat=True)[:RETENTION_BATCH])
-            count += delete_ids(ids, statuses=[JobStatus.COMPLETED])
-        if queue.keep_failed_age is not None:
-            # Cancelled jobs are kept as long as failed ones.
-            ended = [JobStatus.FAILED, JobStatus.CANCELLED]
-            old = Job.objects.filter(
-                queue=queue,
-                status__in=ended,
-                finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
-            )
-            count += delete_ids(_ids(old, "finished_at"), statuses=ended)
+        for ids_of, statuses in _retention_rules(queue, now):
+            while caught_up:
+                if deadline is not None and time.monotonic() >= deadline:
+                    caught_up = False
+                    break
+                ids = ids_of()
+                deleted = delete_ids(ids, statuses=statuses)
+                count += deleted
+                # Fewer than a chunk: this rule is done. None deleted: what is left is
+                # held by a worker or another pass; the next pass sees to it.
+                if len(ids) < RETENTION_BATCH or not deleted:
+                    break
         if count:
             removed[queue.name] = count
-    return removed
+        if not caught_up:
+            break
+    return removed, caught_up
+
+
+def _retention_rules(queue: Queue, now):
+    """Per retention rule of ``queue``: a function giving the next chunk of ids past it,
+    and the statuses those jobs must still have when they are deleted."""
+    completed = Job.objects.filter(queue=queue, status=JobStatus.COMPLETED)
+    if queue.keep_completed_age is not None:
+        old = completed.filter(finished_at__lt=now - timedelta(seconds=queue.keep_completed_age))
+        yield (lambda old=old: _ids(old, "finished_at")), [JobStatus.COMPLETED]
+    if queue.keep_completed_count is not None:
+        beyond = completed.order_by("-finished_at", "-id")[queue.keep_completed_count :]
+        yield (
+            lambda beyond=beyond: list(beyond.values_list("id", flat=True)[:RETENTION_BATCH]),
+            [JobStatus.COMPLETED],
+        )
+    if queue.keep_failed_age is not None:
+        # Cancelled jobs are kept as long as failed ones.
+        ended = [JobStatus.FAILED, JobStatus.CANCELLED]
+        old = Job.objects.filter(
+            queue=queue,
+            status__in=ended,
+            finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
+        )
+        yield (lambda old=old: _ids(old, "finished_at")), ended
 
 
 def _ids(qs, order: str) -> list:

@@ -1,0 +1,122 @@
+"""Retention keeps up: however many finished jobs pile up, passes run until every queue is
+within its bounds; the scheduler applies it itself, one copy at a time, paused queues or
+not."""
+
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from queues import enqueue_many
+from queues.engine import maintenance
+from queues.models import Job, JobAttempt, JobStatus, Queue
+from queues.services import apply_retention, pause_queue
+from queues.services import queues as queue_services
+from scheduling import tick
+
+pytestmark = pytest.mark.django_db
+
+
+def finished(count: int, *, queue: str = "default", status=JobStatus.COMPLETED, age_s=60):
+    """``count`` jobs that finished ``age_s`` seconds ago, each with its attempt row."""
+    jobs = enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(count)])
+    ids = [j.pk for j in jobs]
+    when = timezone.now() - timedelta(seconds=age_s)
+    Job.objects.filter(pk__in=ids).update(
+        status=status, queue=Queue.objects.get(name=queue), finished_at=when, attempts_made=1
+    )
+    JobAttempt.objects.bulk_create(
+        JobAttempt(job_id=i, number=1, started_at=when, finished_at=when, outcome=status)
+        for i in ids
+    )
+    return ids
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    # Many chunks without a hundred thousand rows: the loop, not the chunk size, is tested.
+    monkeypatch.setattr(queue_services, "RETENTION_BATCH", 50)
+
+
+def test_one_call_removes_every_surplus_job_not_one_chunk(small_chunks):
+    Queue.objects.filter(name="default").update(keep_completed_count=10)
+    ids = finished(230)
+
+    assert apply_retention() == {"default": 220}
+
+    kept = set(Job.objects.values_list("pk", flat=True))
+    assert len(kept) == 10 and kept <= set(ids)
+    assert set(JobAttempt.objects.values_list("job_id", flat=True)) == kept
+    assert apply_retention() == {}
+
+
+def test_a_pass_out_of_time_says_so_and_the_next_goes_on(small_chunks):
+    Queue.objects.filter(name="default").update(keep_completed_age=1, keep_failed_age=1)
+    finished(120)
+    finished(70, status=JobStatus.FAILED)
+
+    removed, caught_up = queue_services.retention_pass(deadline=0.0)  # already passed
+    assert (removed, caught_up) == ({}, False)
+    assert Job.objects.count() == 190  # nothing removed by a pass with no time
+
+    removed, caught_up = queue_services.retention_pass(deadline=None)
+    assert (removed, caught_up) == ({"default": 190}, True)
+    assert Job.objects.count() == 0
+
+
+def test_the_tick_applies_retention_itself_while_default_is_paused(monkeypatch, small_chunks):
+    monkeypatch.setattr(tick, "_synced", True)  # the system schedules are not under test
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    pause_queue("default")  # once, this stopped retention: it was a job on this queue
+    finished(80)
+
+    loop = maintenance.Maintenance()
+    loop.next_retention = 0.0
+    loop.tick()
+
+    assert Job.objects.filter(status=JobStatus.COMPLETED).count() == 5
+    assert not Job.objects.filter(name="platform.apply-retention").exists()
+    interval = settings.JOBPLATFORM["RETENTION_INTERVAL"]
+    assert loop.next_retention > time.monotonic() + interval / 2  # caught up: an interval
+
+
+def test_a_tick_behind_runs_the_next_pass_on_the_next_tick(monkeypatch, small_chunks):
+    monkeypatch.setattr(tick, "_synced", True)
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 0.0)
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(80)
+
+    loop = maintenance.Maintenance()
+    loop.next_retention = 0.0
+    loop.tick()
+
+    assert Job.objects.count() == 80  # no time to delete in
+    assert loop.next_retention <= time.monotonic()  # due again on the next tick
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 30.0)
+    loop.tick()
+    assert Job.objects.count() == 5
+    interval = settings.JOBPLATFORM["RETENTION_INTERVAL"]
+    assert loop.next_retention > time.monotonic() + interval / 2  # caught up: an interval
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_scheduler_copy_applies_retention_at_a_time():
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(20)
+    db = connection.settings_dict
+    other = psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    )
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [maintenance.RETENTION_LOCK])
+        assert maintenance.retention_step() is True  # another copy is at it
+        assert Job.objects.count() == 20
+        other.execute("SELECT pg_advisory_unlock(%s)", [maintenance.RETENTION_LOCK])
+        assert maintenance.retention_step() is True
+        assert Job.objects.count() == 5
+    finally:
+        other.close()
