@@ -102,7 +102,9 @@ UNFINISHED_STATUSES = frozenset(
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs")
+    # No index of its own: job_queue_status_idx and job_claim_idx lead with queue_id, and
+    # every index of this table is written again by each claim and each finalize.
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs", db_index=False)
     name = models.CharField(max_length=200, help_text="The handler that runs this job.")
     payload = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING)
@@ -267,7 +269,8 @@ class AttemptOutcome(models.TextChoices):
 class JobAttempt(models.Model):
     """One row per try of a job. History: written by the runner, never edited."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    # No index of its own: job_attempt_unique_number leads with job_id.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     worker = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField()

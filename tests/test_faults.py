@@ -451,3 +451,14 @@ def test_a_dead_host_leaves_no_pending_bell_that_silences_the_survivor(processes
     )
     report("survivor pickups after a dead host: max", pickups[-1])
     assert len(pickups) == 10
+
+
+def test_an_idle_worker_rings_for_jobs_whose_ring_was_lost(processes):
+    # No runscheduler (whose re-wake would ring), and no cluster restart for 300 s.
+    processes.start("runworker", "--workers", "1", FREEZE_SECONDS="300", **FAST)
+    wait_for(lambda: Worker.objects.count() == 1, timeout=30, message="the worker")
+    warm = enqueue("platform.echo", {})
+    wait_for(lambda: status(warm) == JobStatus.COMPLETED, timeout=30, message="warm-up")
+    # Written behind enqueue's back: no ring at all, as when Redis lost the message.
+    lost = Job.objects.create(queue=Queue.objects.get(name="default"), name="platform.echo")
+    wait_for(lambda: status(lost) == JobStatus.COMPLETED, timeout=30, message="a lost ring")

@@ -261,14 +261,18 @@ def _attempt_row(o: Outcome, worker: str, applied: bool, status_now: str | None)
 
 
 def _signal_outcomes(outcomes: list[Outcome]) -> None:
-
-    completed = signals.job_completed.has_listeners()
-    failed = signals.job_failed.has_listeners()
+    completed, failed = [], []
+    if signals.job_completed.has_listeners():
+        completed = [o for o in outcomes if o.status == JobStatus.COMPLETED]
+    if signals.job_failed.has_listeners():
+        failed = [o for o in outcomes if o.status != JobStatus.COMPLETED and o.counted]
     if not (completed or failed):
-        return
+        return  # nobody listens, or no outcome of this batch is theirs
     # One query for the batch's queue names, not one per outcome.
     names = dict(
-        Queue.objects.filter(pk__in={o.job.queue_id for o in outcomes}).values_list("pk", "name")
+        Queue.objects.filter(pk__in={o.job.queue_id for o in [*completed, *failed]}).values_list(
+            "pk", "name"
+        )
     )
 
     def about(o: Outcome) -> dict:
@@ -284,16 +288,11 @@ def _signal_outcomes(outcomes: list[Outcome]) -> None:
             signals.job_completed,
             [
                 {**about(o), "result": json.loads(o.result_json) if o.result_json else None}
-                for o in outcomes
-                if o.status == JobStatus.COMPLETED
+                for o in completed
             ],
         )
     if failed:
         signals.send_on_commit(
             signals.job_failed,
-            [
-                {**about(o), "error": o.error, "final": o.status == JobStatus.FAILED}
-                for o in outcomes
-                if o.status != JobStatus.COMPLETED and o.counted
-            ],
+            [{**about(o), "error": o.error, "final": o.status == JobStatus.FAILED} for o in failed],
         )

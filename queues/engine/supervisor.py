@@ -180,8 +180,19 @@ class Supervisor:
         try:
             while not self.stop_requested.wait(HEARTBEAT_SECONDS):
                 self._heartbeat()
-                if self._frozen():
+                idle_for = time.time() - runtime.shared_activity.value
+                if idle_for < settings.JOBPLATFORM["REWAKE_INTERVAL"]:
+                    continue
+                backlog = self._backlog()
+                if not backlog:
+                    continue
+                if idle_for >= settings.JOBPLATFORM["FREEZE_SECONDS"]:
                     self._restart()
+                else:
+                    # Idle with jobs waiting: a ring was lost (Redis flushed, a host killed
+                    # holding the message, this host's route aged out under load). Ring
+                    # for them; no scheduler needs to be running for this.
+                    doorbell.ring_quietly(backlog)
         finally:
             self._shutdown()
 
@@ -221,12 +232,6 @@ class Supervisor:
             connections.close_all()
             return []
         return [n for n in names if not self.queues or n in self.queues]
-
-    def _frozen(self) -> bool:
-        idle_for = time.time() - runtime.shared_activity.value
-        if idle_for < settings.JOBPLATFORM["FREEZE_SECONDS"]:
-            return False
-        return bool(self._backlog())
 
     def _restart(self) -> None:
         self.restarts += 1
