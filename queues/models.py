@@ -1,7 +1,10 @@
+from __future__ import annotations
+
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from queues.durations import duration_ms
 from queues.ids import uuid7
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY, Priority
 
@@ -98,6 +101,9 @@ FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CAN
 UNFINISHED_STATUSES = frozenset(
     {JobStatus.WAITING, JobStatus.DELAYED, JobStatus.BLOCKED, JobStatus.ACTIVE}
 )
+# Jobs a worker still holds: running, or cancelled while their handler is still stopping.
+# (A completed job keeps the name of the worker that ran it; it holds nothing.)
+HELD_BY_WORKER = Q(status=JobStatus.ACTIVE) | (Q(status=JobStatus.CANCELLED) & ~Q(worker=""))
 
 
 class Job(models.Model):
@@ -226,6 +232,27 @@ class Job(models.Model):
     @property
     def attempts_left(self) -> int:
         return max(self.max_attempts - (self.attempts_made - self.attempts_base), 0)
+
+    def attempt_history(self) -> list[JobAttempt]:
+        """Every attempt of this job, in order. Attempt rows keep the history (failures,
+        retries, stalls, discarded late reports); the attempt that completed a job lives
+        on the job's own row (its worker, start and finish), as most jobs have no other:
+        it is added here, unsaved. Uses ``attempts`` prefetched, if it was."""
+        rows = sorted(self.attempts.all(), key=lambda a: a.number)
+        last = rows[-1].number if rows else 0
+        if self.status == JobStatus.COMPLETED and self.started_at and last < self.attempts_made:
+            rows.append(
+                JobAttempt(
+                    job=self,
+                    number=self.attempts_made,
+                    worker=self.worker,
+                    started_at=self.started_at,
+                    finished_at=self.finished_at,
+                    duration_ms=duration_ms(self.started_at, self.finished_at),
+                    outcome=AttemptOutcome.COMPLETED,
+                )
+            )
+        return rows
 
 
 class JobDependency(models.Model):

@@ -211,7 +211,7 @@ def _to_json(value: Any) -> Any:
 
 def _job_and_attempts(result_id: Any) -> tuple:
     # Load order: as in enqueue above, models need the app registry.
-    from queues.models import Job, JobAttempt
+    from queues.models import Job
 
     try:
         pk = UUID(str(result_id))
@@ -220,7 +220,7 @@ def _job_and_attempts(result_id: Any) -> tuple:
     job = Job.objects.filter(pk=pk, name=HANDLER_NAME).first()
     if job is None:
         raise TaskResultDoesNotExist(result_id)
-    return job, list(JobAttempt.objects.filter(job_id=pk).order_by("number"))
+    return job, job.attempt_history()
 
 
 def _load_task(payload: Any) -> Task:

@@ -159,7 +159,7 @@ def test_a_partitioned_worker_host_is_fenced_off(hosts, processes):
     )
     job.refresh_from_db()
     assert (job.status, job.result) == (JobStatus.COMPLETED, {"attempt": 2})
-    assert list(job.attempts.values_list("number", "outcome")) == [
+    assert [(a.number, a.outcome) for a in job.attempt_history()] == [
         (1, AttemptOutcome.STALLED),
         (2, AttemptOutcome.COMPLETED),
     ]

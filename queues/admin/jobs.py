@@ -21,7 +21,7 @@ from queues.admin.common import (
 )
 from queues.exports import export_path
 from queues.extensions import job_details
-from queues.models import Job, JobAttempt, JobLog, JobStatus
+from queues.models import Job, JobLog, JobStatus
 from queues.registry import handler_names
 from queues.selectors import job_dependants, job_dependencies, payload_filter
 
@@ -37,14 +37,6 @@ class HandlerFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(name=self.value()) if self.value() else queryset
-
-
-class AttemptInline(ReadOnlyMixin, admin.TabularInline):
-    model = JobAttempt
-    extra = 0
-    fields = ["number", "outcome", "worker", "started_at", "duration_ms", "error"]
-    readonly_fields = fields
-    ordering = ["number"]
 
 
 class LogInline(ReadOnlyMixin, admin.TabularInline):
@@ -78,7 +70,7 @@ class JobAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     ordering = ["-created_at"]
     actions = ["retry_selected", "cancel_selected", "promote_selected", "delete_selected_jobs"]
-    inlines = [AttemptInline, LogInline]
+    inlines = [LogInline]
     fields = [
         "id",
         "name",
@@ -102,6 +94,7 @@ class JobAdmin(admin.ModelAdmin):
         "result_json",
         "error",
         "traceback_text",
+        "attempts_table",
         "depends_on",
         "dependants",
         "related",
@@ -158,6 +151,35 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="result")
     def result_json(self, job):
         return pretty_json(job.result) if job.result is not None else "-"
+
+    @admin.display(description="attempts")
+    def attempts_table(self, job):
+        # Job.attempt_history: the attempt rows, and a completed job's completing attempt,
+        # which lives on the job's own row.
+        attempts = job.attempt_history()
+        if not attempts:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    a.number,
+                    a.outcome,
+                    a.worker or "-",
+                    a.started_at.isoformat(timespec="milliseconds") if a.started_at else "-",
+                    "-" if a.duration_ms is None else f"{a.duration_ms} ms",
+                    a.error or "",
+                )
+                for a in attempts
+            ),
+        )
+        return format_html(
+            "<table class='jp-attempts'><thead><tr><th>#</th><th>outcome</th><th>worker</th>"
+            "<th>started</th><th>duration</th><th>error</th></tr></thead><tbody>{}</tbody>"
+            "</table>",
+            rows,
+        )
 
     @admin.display(description="last traceback")
     def traceback_text(self, job):

@@ -60,7 +60,8 @@ class JobOut(serializers.ModelSerializer):
 
 
 class JobDetailOut(JobOut):
-    attempts = AttemptOut(many=True, read_only=True)
+    # The attempt rows, and a completed job's completing attempt from its own row.
+    attempts = AttemptOut(many=True, read_only=True, source="attempt_history")
     logs = serializers.SerializerMethodField()
     depends_on = serializers.SerializerMethodField()
     dependants = serializers.SerializerMethodField()

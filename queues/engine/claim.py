@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from queues.models import Job, JobStatus, Queue
+from queues.models import HELD_BY_WORKER, Job, JobStatus, Queue
 
 _CLAIM_SQL = """
 WITH claimed AS (
@@ -117,11 +117,7 @@ def _claim_limited(*, queue: Queue, worker: str, limit: int) -> Claim:
     allowed, retry_after = limit, None
     if q.concurrency:
         # A cancelled job whose handler is still stopping holds its worker: it counts.
-        active = (
-            Job.objects.filter(queue=q)
-            .filter(Q(status=JobStatus.ACTIVE) | (Q(status=JobStatus.CANCELLED) & ~Q(worker="")))
-            .count()
-        )
+        active = Job.objects.filter(queue=q).filter(HELD_BY_WORKER).count()
         # No retry hint: the drain that frees a slot goes on claiming by itself.
         allowed = min(allowed, q.concurrency - active)
     window = None

@@ -1,5 +1,9 @@
 """Write a batch of job outcomes and their attempt rows back to the ledger in one transaction.
 
+Attempt rows keep history: a job's completing attempt is recorded on the job's own row
+(``worker``, ``started_at``, ``finished_at``; ``Job.attempt_history`` shows it as an
+attempt), so a job that succeeds at once costs one row update and no insert.
+
 Every job update is conditional on the attempt that ran it (``status = 'active' AND
 attempts_made = <attempt>``): a job cancelled while it ran, or re-claimed after its lock
 expired, is not overwritten; its attempt row records what happened instead.
@@ -43,7 +47,7 @@ SET status = v.status,
     finished_at = v.finished_at,
     run_at = COALESCE(v.run_at, j.run_at),
     locked_until = NULL,
-    worker = '',
+    worker = CASE WHEN v.status = 'completed' THEN j.worker ELSE '' END,
     attempts_base = j.attempts_base + v.uncharged,
     stalled_count = j.stalled_count + v.uncharged
 FROM unnest(
@@ -111,13 +115,17 @@ def _finalize(outcomes: list[Outcome], *, worker: str) -> set:
         now_status = (
             dict(Job.objects.filter(id__in=lost).values_list("id", "status")) if lost else {}
         )
-        # A job deleted meanwhile gets no attempt row; a stall sweep may already have
-        # written this attempt's row: keep the first.
+        # Attempt rows are the history: the attempt that completed a job lives on the
+        # job's row (Job.attempt_history), the common case, so it costs no row. A job
+        # deleted meanwhile gets no attempt row; a stall sweep may already have written
+        # this attempt's row: keep the first.
         _write_attempts(
             [
                 _attempt_row(o, worker, o.job.id in applied, now_status.get(o.job.id))
                 for o in outcomes
-                if o.counted and (o.job.id in applied or o.job.id in now_status)
+                if o.counted
+                and (o.job.id in now_status or o.job.id in applied)
+                and not (o.job.id in applied and o.status == JobStatus.COMPLETED)
             ]
         )
         # A job cancelled while it ran is no longer held by this worker once it stopped.
@@ -219,8 +227,9 @@ def _update_orm(outcomes: list[Outcome]) -> dict:
             "started_at": o.started_at,
             "finished_at": o.finished_at if o.is_final else None,
             "locked_until": None,
-            "worker": "",
         }
+        if o.status != JobStatus.COMPLETED:
+            fields["worker"] = ""  # a completed job keeps who ran it (its attempt's worker)
         if o.run_at is not None:
             fields["run_at"] = o.run_at
         if o.status == JobStatus.COMPLETED:

@@ -9,14 +9,14 @@ from contextlib import suppress
 from uuid import UUID
 
 from django.db import DatabaseError, IntegrityError, models, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from queues import audit, doorbell, signals
 from queues.audit import Actor
 from queues.exceptions import InvalidJobState
 from queues.locks import lock_job_ids, lock_jobs
-from queues.models import FINAL_STATUSES, Job, JobDependency, JobStatus
+from queues.models import FINAL_STATUSES, HELD_BY_WORKER, Job, JobDependency, JobStatus
 from queues.selectors import get_job
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -94,7 +94,7 @@ def _retryable(jobs: QuerySet[Job]) -> QuerySet[Job]:
         queue=OuterRef("queue"), unique_key=OuterRef("unique_key"), status__in=UNFINISHED
     ).exclude(pk=OuterRef("pk"))
     # ``unique_key = NULL`` matches nothing, so keyless jobs pass the NOT EXISTS.
-    return jobs.filter(status__in=RETRYABLE, worker="").exclude(Exists(twin))
+    return jobs.filter(status__in=RETRYABLE).exclude(HELD_BY_WORKER).exclude(Exists(twin))
 
 
 def retry_job(job_id: UUID | str, *, by: Actor = None) -> Job:
@@ -177,7 +177,7 @@ def _retry_locked(ids: list[UUID], jobs: QuerySet[Job]) -> tuple[int, dict[UUID,
             continue
         if status not in RETRYABLE:
             refusals[job_id] = f"is {status}; only failed or cancelled jobs can be retried"
-        elif worker:
+        elif status == JobStatus.CANCELLED and worker:
             refusals[job_id] = "was cancelled and its handler is still stopping; retry it later"
         else:
             candidates.append((job_id, queue_id, queue_name, key))
@@ -385,7 +385,7 @@ def delete_jobs(jobs: QuerySet[Job], *, by: Actor = None, **detail) -> tuple[int
     return outcome["result"]
 
 
-_RUNNING = Q(status=JobStatus.ACTIVE) | ~Q(worker="")
+_RUNNING = HELD_BY_WORKER
 
 
 def _delete(jobs: QuerySet[Job], done: list[int]) -> tuple[int, int]:
@@ -407,7 +407,8 @@ def delete_ids(ids, *, statuses) -> int:
     with transaction.atomic():
         # Never a job a worker still holds (active, or cancelled and still stopping).
         ids = lock_job_ids(
-            Job.objects.filter(id__in=ids, status__in=statuses, worker=""), skip_locked=True
+            Job.objects.filter(id__in=ids, status__in=statuses).exclude(HELD_BY_WORKER),
+            skip_locked=True,
         )
         if not ids:
             return 0

@@ -91,6 +91,14 @@ def grow_jobs(start: int, stop: int) -> None:
     make_jobs(stop - start)
 
 
+def grow_attempts(start: int, stop: int) -> None:
+    # Attempt rows are history: failed attempts have one (a success lives on its job).
+    enqueue_many(
+        [{"name": "platform.fail", "payload": {"permanent": True}} for _ in range(stop - start)]
+    )
+    drain("default")
+
+
 def make_dashboard_rows(start: int, stop: int) -> None:
     make_jobs(stop - start)
     make_queues(start, stop)
@@ -110,7 +118,7 @@ PAGES = [
     ("/admin/queues/queue/", make_queues, Queue),
     ("/admin/queues/worker/", make_workers, Worker),
     ("/admin/queues/auditlog/", make_audit_rows, AuditLog),
-    ("/admin/queues/jobattempt/", grow_jobs, JobAttempt),
+    ("/admin/queues/jobattempt/", grow_attempts, JobAttempt),
 ]
 
 
@@ -140,6 +148,10 @@ def test_job_detail_shows_payload_attempts_logs_and_dependencies(
     with django_assert_max_num_queries(25):
         page = admin_client.get(f"{CHANGELIST}{parent.pk}/change/").content.decode()
     assert "alice@example.com" in page and "validating" in page  # payload and log line
+    # The completing attempt, from the job's row: number, outcome, worker, start to the ms.
+    done = Job.objects.get(pk=parent.pk)
+    assert "<td>1</td><td>completed</td><td>" + done.worker + "</td>" in page
+    assert done.started_at.isoformat(timespec="milliseconds") in page
     assert str(child.pk)[:13] in page  # dependants
     page = admin_client.get(f"{CHANGELIST}{failed.pk}/change/").content.decode()
     assert "PermanentError: smtp down" in page and "Traceback" in page

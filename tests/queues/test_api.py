@@ -61,9 +61,17 @@ def test_create_get_and_list_jobs(api):
     detail = api.get(f"/api/v1/jobs/{job.pk}/").data
     assert detail["status"] == "completed" and detail["result"] == {"to": "alice@example.com"}
     assert [a["outcome"] for a in detail["attempts"]] == ["completed"]
+    # Its completing attempt lives on the job's row; the API shows it as an attempt.
+    (attempt,) = detail["attempts"]
+    assert attempt["number"] == 1 and attempt["worker"] == job_after(job).worker != ""
+    assert attempt["started_at"] and attempt["duration_ms"] is not None
     listed = api.get("/api/v1/jobs/", {"q": "to:alice@example.com", "status": "completed"}).data
     assert [j["id"] for j in listed["results"]] == [str(job.pk)]
     assert api.get("/api/v1/jobs/", {"queue": "sms"}).data["results"] == []
+
+
+def job_after(job: Job) -> Job:
+    return Job.objects.get(pk=job.pk)
 
 
 def test_job_list_is_cursor_paginated(api):

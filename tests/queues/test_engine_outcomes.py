@@ -155,14 +155,14 @@ def test_a_webhook_that_cannot_be_queued_never_blocks_the_outcome():
 
 def test_one_unrecordable_outcome_fails_only_its_own_job(monkeypatch):
     a, b, c = one_batch(*[("platform.echo", {"n": i}, {}) for i in range(3)])
-    real = finalize_module._write_attempts
+    real = finalize_module._update_postgres
 
-    def refuse_b(rows):
-        if any(r.job_id == b.pk for r in rows) and any(r.outcome == "completed" for r in rows):
+    def refuse_b(outcomes):
+        if any(o.job.id == b.pk and o.status == JobStatus.COMPLETED for o in outcomes):
             raise ValueError("this row cannot be written")
-        return real(rows)
+        return real(outcomes)
 
-    monkeypatch.setattr(finalize_module, "_write_attempts", refuse_b)
+    monkeypatch.setattr(finalize_module, "_update_postgres", refuse_b)
     assert drain("default") == 3
     assert [fresh(j).status for j in (a, b, c)] == [
         JobStatus.COMPLETED,

@@ -18,7 +18,7 @@ from queues import (
 )
 from queues.engine.runner import drain
 from queues.exceptions import EnqueueError, InvalidJobState, QueueNotFound, UnknownDependency
-from queues.models import Job, JobAttempt, JobDependency, JobStatus, Queue
+from queues.models import AttemptOutcome, Job, JobAttempt, JobDependency, JobStatus, Queue
 from queues.selectors import dead_letters, job_dependants, job_dependencies
 from queues.services import apply_retention, retry_jobs
 from tests.queues import handlers
@@ -44,6 +44,15 @@ def error(job: Job) -> str:
 def ago(*jobs: Job, **delta) -> None:
     """Pretend the jobs finished that long ago."""
     Job.objects.filter(pk__in=pks(jobs)).update(finished_at=timezone.now() - timedelta(**delta))
+
+
+def earlier_try(*jobs: Job) -> None:
+    """Give each job an attempt row, as a failed try before its last would have left: a
+    completed attempt lives on its job's row, so only history has rows to delete."""
+    JobAttempt.objects.bulk_create(
+        JobAttempt(job_id=j.pk, number=0, started_at=j.created_at, outcome=AttemptOutcome.FAILED)
+        for j in jobs
+    )
 
 
 def echo(queue: str = "default", **options) -> Job:
@@ -333,6 +342,7 @@ def test_clean_queue_deletes_old_completed_jobs_up_to_the_limit():
     recent = echo()
     failed = permanent_failure()
     drain("default")
+    earlier_try(*old, recent)
     for minutes, job in zip((30, 20, 10), old, strict=True):
         ago(job, minutes=minutes)
     ago(failed, minutes=30)
@@ -378,6 +388,7 @@ def test_retention_deletes_old_and_surplus_finished_jobs_only():
     completed = [enqueue("platform.echo", {"i": i}) for i in range(6)]
     failed = [permanent_failure() for _ in range(2)]
     drain("default")
+    earlier_try(*completed)
     for job, minutes in zip([*completed, *failed], (180, 120, 4, 3, 2, 1, 180, 60), strict=True):
         ago(job, minutes=minutes)
     parent = echo()
@@ -386,6 +397,7 @@ def test_retention_deletes_old_and_surplus_finished_jobs_only():
     ago(*unfinished, days=30)  # a stray finished_at must not expose them to retention
     email_done = echo("email")
     drain("email")
+    earlier_try(email_done)
     ago(email_done, hours=3)  # the email queue keeps completed jobs for 24 h
 
     assert apply_retention() == {"default": 5}

@@ -136,7 +136,7 @@ def test_retrying_a_failed_flow_runs_the_child_only_after_its_parent(chunk):
     assert drain("email") == 1
     assert status(child) == [C]
     parent_done = Job.objects.get(pk=parent.pk).finished_at
-    assert Job.objects.get(pk=child.pk).attempts.get().started_at >= parent_done
+    assert Job.objects.get(pk=child.pk).started_at >= parent_done  # its one attempt
 
 
 def test_retrying_a_cancelled_child_keeps_it_blocked_while_its_parent_is_unfinished():
