@@ -36,6 +36,7 @@ SCENARIOS = [
     "scaling",
     "bulk",  # bench/bulk.py: ./dev bench --only bulk --jobs 1000000
     "drain-backlog",  # 10,000 jobs drained behind --backlog waiting ones
+    "held-xmin",  # bench/xmin.py: the drain through a 120 s idle-in-transaction session
 ]
 NODE = ROOT / "bench" / "node"
 
@@ -57,6 +58,8 @@ def command(scenario: str, jobs: int, backlog: int) -> list[list[str]]:
             ["node", script, "drain", "--jobs", str(jobs), "--concurrency", "1"],
             ["node", script, "enqueue", "--jobs", str(jobs)],
         ]
+    if scenario == "held-xmin":
+        return [py + ["bench.xmin"]]
     if scenario == "drain-backlog":
         return [py + ["bench.scenarios", scenario, "--jobs", str(backlog)]]
     return [py + ["bench.scenarios", scenario, "--jobs", str(jobs)]]
@@ -79,7 +82,7 @@ def ensure_database(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--only", default=",".join(SCENARIOS[:-1]))
+    parser.add_argument("--only", default=",".join(SCENARIOS[:-2]))
     parser.add_argument("--backlog", type=int, default=1_000_000)
     args = parser.parse_args()
 
@@ -165,6 +168,20 @@ def report(results: dict, jobs: int) -> None:
                 else ""
             )
         )
+    if "held-xmin" in results:
+        x = results["held-xmin"]
+        print(
+            f"\nDrain through a held xmin ({x['hold_s']:g} s idle in transaction, "
+            f"{x['backlog']:,} jobs backlog): {x['before_per_s']:,} jobs/s before, "
+            f"{x['hold_per_s']:,} during ({x['hold_cost_pct']:+.1f} % cost), "
+            f"{x['after_per_s']:,} after; dead job rows: {x['dead_before_max']:,} at most "
+            f"before, {x['dead_hold_max']:,} during, back to that level "
+            + (
+                f"{x['dead_back_after_s']} s after"
+                if x["dead_back_after_s"] is not None
+                else "not within the run"
+            )
+        )
     throughput = [results[k] for k in ("platform", "q2", "q2-nosave", "celery") if k in results]
     if throughput:
         print(f"End-to-end no-op throughput, {jobs} jobs, 2 workers:\n")
@@ -182,6 +199,10 @@ def report(results: dict, jobs: int) -> None:
     if "enqueue" in results:
         e = results["enqueue"]
         print(f"| platform `enqueue` (one job, one transaction) | {e['platform_single']:,} |")
+        print(
+            "| platform `enqueue(durable=False)` (commit without waiting for its flush) | "
+            f"{e['platform_group_commit']:,} |"
+        )
         print(f"| platform `enqueue_many` (COPY) | {e['platform_bulk']:,} |")
         print(f"| django-q2 `async_task` (shared broker) | {e['q2_single']:,} |")
         print(f"| Celery `delay` | {e['celery_single']:,} |")

@@ -1,7 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from queues import Priority, enqueue, enqueue_many
@@ -219,3 +220,35 @@ def test_enqueue_many_rows_read_back_exactly():
     assert first.created_at == jobs[0].created_at and first.status == JobStatus.WAITING
     assert (second.payload, second.status) == ("plain", JobStatus.DELAYED)
     assert second.run_at == jobs[1].run_at
+
+
+# --- durable=False: enqueue's own commit without waiting for its WAL flush ------------------
+@pytest.mark.django_db(transaction=True)  # enqueue's own commit, not the test's transaction
+@pytest.mark.parametrize("many", [False, True])
+def test_a_non_durable_enqueue_commits_without_waiting_for_the_flush(many):
+    with CaptureQueriesContext(connection) as queries:
+        if many:
+            (job,) = enqueue_many([{"name": "platform.echo", "payload": {"i": 1}}], durable=False)
+        else:
+            job = enqueue("platform.echo", {"i": 1}, durable=False)
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert "SET LOCAL synchronous_commit = off" in sql
+    insert = next(i for i, q in enumerate(sql) if q.startswith(("INSERT", "COPY")))
+    assert sql.index("SET LOCAL synchronous_commit = off") < insert  # in the same transaction
+    assert Job.objects.get(pk=job.pk).status == JobStatus.WAITING
+    with connection.cursor() as cursor:  # only that transaction: the session is as it was
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_non_durable_enqueue_inside_a_transaction_is_refused_and_writes_nothing():
+    with transaction.atomic():
+        with pytest.raises(EnqueueError, match="the commit is the caller's"):
+            enqueue("platform.echo", {}, durable=False)
+        with pytest.raises(EnqueueError, match="the commit is the caller's"):
+            enqueue_many([{"name": "platform.echo"}], durable=False)
+    assert not Job.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
