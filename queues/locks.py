@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
@@ -69,9 +70,11 @@ def lock_queue(pk: int) -> Queue:
 @contextlib.contextmanager
 def held_alone(key: int) -> Iterator[bool]:
     """A session-level advisory lock on Postgres: yields whether this process holds it
-    (another process holding it means the work is being done there). Other databases
-    have one process, so it is always held."""
-    if connection.vendor != "postgresql":
+    (another process holding it means the work is being done there). For work that is
+    safe twice over, done once to save the effort: behind a transaction pooler a session
+    lock could stay behind on a server connection and stop the work for good, so there it
+    is not taken (always held). Other databases have one process: always held."""
+    if connection.vendor != "postgresql" or settings.DB_POOLER == "transaction":
         yield True
         return
     with connection.cursor() as cursor:

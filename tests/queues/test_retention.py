@@ -120,3 +120,28 @@ def test_one_scheduler_copy_applies_retention_at_a_time():
         assert Job.objects.count() == 5
     finally:
         other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_transaction_pooler_no_session_lock_is_taken(settings):
+    # A session lock taken through a transaction pooler could stay on a server
+    # connection; retention is safe twice over, so there it runs unlocked.
+    settings.DB_POOLER = "transaction"
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(20)
+    db = connection.settings_dict
+    other = psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
+    )
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [maintenance.RETENTION_LOCK])
+        assert maintenance.retention_step() is True
+        assert Job.objects.count() == 5
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            assert cursor.fetchone()[0] == 1  # only the other session's
+    finally:
+        other.close()
