@@ -84,5 +84,10 @@ def held_alone(key: int) -> Iterator[bool]:
         yield mine
     finally:
         if mine:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except Exception:
+                # The session may still hold it: closing the connection lets it go (and
+                # never hides the error the work itself raised).
+                connection.close()

@@ -36,8 +36,10 @@ PROMOTE_BATCH = 5000
 HEARTBEAT_SECONDS = 2.0
 # The advisory lock one scheduler copy holds while it applies retention.
 RETENTION_LOCK = 0x6A6F6272
-# Seconds of deleting per tick: the tick's other steps (schedules, promotion) wait that long.
+# Seconds of deleting per tick: the tick's other steps (schedules, promotion) wait that long;
+# in chunks small enough (jobs per transaction) that the last one ends soon after.
 RETENTION_TICK_SECONDS = 0.5
+RETENTION_TICK_CHUNK = 1000
 
 
 def promote_delayed() -> list[str]:
@@ -63,9 +65,9 @@ def retention_step() -> bool:
     with held_alone(RETENTION_LOCK) as mine:
         if not mine:
             return True  # another scheduler copy is at it
-        _, caught_up = retention_pass(deadline=time.monotonic() + RETENTION_TICK_SECONDS)
-        if caught_up:
-            prune_buckets()
+        _, caught_up = retention_pass(
+            deadline=time.monotonic() + RETENTION_TICK_SECONDS, chunk=RETENTION_TICK_CHUNK
+        )
         return caught_up
 
 
@@ -77,6 +79,7 @@ class Maintenance:
         self.next_stall_check = 0.0
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.next_snapshot = 0.0
+        self.next_prune = self.next_retention
         self.next_heartbeat = 0.0
         self.id = identity.worker_id()
 
@@ -115,6 +118,10 @@ class Maintenance:
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_SECONDS
             self._step("heartbeat", self.heartbeat)
+        if now >= self.next_prune:
+            # Its own interval: metric buckets are pruned even while retention is behind.
+            self.next_prune = now + cfg["RETENTION_INTERVAL"]
+            self._step("prune_buckets", prune_buckets)
         if now >= self.next_retention:
             caught_up = self._step("retention", retention_step)
             # Behind (the pass ran out of time): the next pass is due on the next tick.

@@ -153,18 +153,23 @@ def apply_retention(*, now=None) -> dict[str, int]:
     return removed
 
 
-def retention_pass(*, now=None, deadline: float | None = None) -> tuple[dict[str, int], bool]:
-    """Delete finished jobs past retention in chunks of ``RETENTION_BATCH``, each its own
-    short transaction, until every queue is within its bounds or ``deadline`` (a
-    ``time.monotonic()`` value) has passed. Returns the counts per queue and whether every
-    queue is within its bounds: if not, the caller runs another pass soon, so retention
-    keeps up with any sustained rate of finished jobs without one long transaction."""
+def retention_pass(
+    *, now=None, deadline: float | None = None, chunk: int | None = None
+) -> tuple[dict[str, int], bool]:
+    """Delete finished jobs past retention in chunks of ``chunk`` jobs (by default
+    ``RETENTION_BATCH``), each its own short transaction, until every queue is within its
+    bounds or ``deadline`` (a ``time.monotonic()`` value) has passed; a chunk under way
+    when it passes is finished, so a caller with a deadline wants small chunks. Returns the
+    counts per queue and whether every queue is within its bounds: if not, the caller runs
+    another pass soon, so retention keeps up with any sustained rate of finished jobs
+    without one long transaction."""
     now = now or timezone.now()
+    chunk = chunk or RETENTION_BATCH
     removed: dict[str, int] = {}
     caught_up = True
-    for queue in Queue.objects.all():
+    for queue in Queue.objects.order_by("pk"):
         count = 0
-        for ids_of, statuses in _retention_rules(queue, now):
+        for ids_of, statuses in _retention_rules(queue, now, chunk):
             while caught_up:
                 if deadline is not None and time.monotonic() >= deadline:
                     caught_up = False
@@ -174,7 +179,7 @@ def retention_pass(*, now=None, deadline: float | None = None) -> tuple[dict[str
                 count += deleted
                 # Fewer than a chunk: this rule is done. None deleted: what is left is
                 # held by a worker or another pass; the next pass sees to it.
-                if len(ids) < RETENTION_BATCH or not deleted:
+                if len(ids) < chunk or not deleted:
                     break
         if count:
             removed[queue.name] = count
@@ -183,17 +188,17 @@ def retention_pass(*, now=None, deadline: float | None = None) -> tuple[dict[str
     return removed, caught_up
 
 
-def _retention_rules(queue: Queue, now):
+def _retention_rules(queue: Queue, now, chunk: int):
     """Per retention rule of ``queue``: a function giving the next chunk of ids past it,
     and the statuses those jobs must still have when they are deleted."""
     completed = Job.objects.filter(queue=queue, status=JobStatus.COMPLETED)
     if queue.keep_completed_age is not None:
         old = completed.filter(finished_at__lt=now - timedelta(seconds=queue.keep_completed_age))
-        yield (lambda old=old: _ids(old, "finished_at")), [JobStatus.COMPLETED]
+        yield (lambda old=old: _ids(old, "finished_at", chunk)), [JobStatus.COMPLETED]
     if queue.keep_completed_count is not None:
         beyond = completed.order_by("-finished_at", "-id")[queue.keep_completed_count :]
         yield (
-            lambda beyond=beyond: list(beyond.values_list("id", flat=True)[:RETENTION_BATCH]),
+            lambda beyond=beyond: list(beyond.values_list("id", flat=True)[:chunk]),
             [JobStatus.COMPLETED],
         )
     if queue.keep_failed_age is not None:
@@ -204,8 +209,8 @@ def _retention_rules(queue: Queue, now):
             status__in=ended,
             finished_at__lt=now - timedelta(seconds=queue.keep_failed_age),
         )
-        yield (lambda old=old: _ids(old, "finished_at")), ended
+        yield (lambda old=old: _ids(old, "finished_at", chunk)), ended
 
 
-def _ids(qs, order: str) -> list:
-    return list(qs.order_by(order).values_list("id", flat=True)[:RETENTION_BATCH])
+def _ids(qs, order: str, chunk: int) -> list:
+    return list(qs.order_by(order).values_list("id", flat=True)[:chunk])

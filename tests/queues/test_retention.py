@@ -145,3 +145,33 @@ def test_behind_a_transaction_pooler_no_session_lock_is_taken(settings):
             assert cursor.fetchone()[0] == 1  # only the other session's
     finally:
         other.close()
+
+
+def test_the_scheduler_deletes_in_small_chunks_and_prunes_buckets_while_behind(monkeypatch):
+    monkeypatch.setattr(tick, "_synced", True)
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_CHUNK", 7)
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(40)
+    sizes, pruned = [], []
+    real = queue_services.delete_ids
+
+    def recording(ids, **kwargs):
+        sizes.append(len(ids))
+        return real(ids, **kwargs)
+
+    monkeypatch.setattr(queue_services, "delete_ids", recording)
+    monkeypatch.setattr(maintenance, "prune_buckets", lambda: pruned.append(1))
+    loop = maintenance.Maintenance()
+    loop.next_retention = loop.next_prune = 0.0
+    loop.tick()
+    # A chunk under way when the deadline passes is finished: under a deadline they are
+    # small, so the tick's other steps are not held up by one long delete.
+    assert Job.objects.count() == 5 and max(sizes) <= 7 and len(sizes) >= 5
+    assert pruned == [1]
+
+    # Behind for good (no time to delete in): buckets are still pruned on their interval.
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 0.0)
+    finished(40)
+    loop.next_retention = loop.next_prune = 0.0
+    loop.tick()
+    assert pruned == [1, 1] and Job.objects.count() == 45
