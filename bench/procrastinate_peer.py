@@ -16,11 +16,11 @@ import json
 import os
 import sys
 import time
-from urllib.parse import urlparse
 
 import psycopg
 from procrastinate import App, PsycopgConnector
 
+from bench.run import drop_database, ensure_database
 from bench.scenarios import start, stop, wait_for
 
 
@@ -40,17 +40,8 @@ def noop(**kwargs) -> None:
 
 
 def _fresh_schema() -> None:
-    parsed = urlparse(database_url())
-    name = parsed.path.lstrip("/")
-    with psycopg.connect(
-        host=parsed.hostname,
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    drop_database(database_url())
+    ensure_database(database_url())
     with app.open():
         app.schema_manager.apply_schema()
 

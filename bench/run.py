@@ -65,18 +65,28 @@ def command(scenario: str, jobs: int, backlog: int) -> list[list[str]]:
     return [py + ["bench.scenarios", scenario, "--jobs", str(jobs)]]
 
 
-def ensure_database(url: str) -> None:
+def _maintenance_connection(url: str) -> psycopg.Connection:
     parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    with psycopg.connect(
+    return psycopg.connect(
         host=parsed.hostname,
         port=parsed.port or 5432,
         user=parsed.username or "postgres",
         dbname="postgres",
         autocommit=True,
-    ) as conn:
+    )
+
+
+def ensure_database(url: str) -> None:
+    name = urlparse(url).path.lstrip("/")
+    with _maintenance_connection(url) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    name = urlparse(url).path.lstrip("/")
+    with _maintenance_connection(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from queues import services
 from queues.admin.common import (
@@ -152,7 +153,7 @@ class JobAdmin(admin.ModelAdmin):
     def result_json(self, job):
         return pretty_json(job.result) if job.result is not None else "-"
 
-    @admin.display(description="attempts")
+    @admin.display(description=_("attempts"))
     def attempts_table(self, job):
         # Job.attempt_history: the attempt rows, and a completed job's completing attempt,
         # which lives on the job's own row.
@@ -168,16 +169,20 @@ class JobAdmin(admin.ModelAdmin):
                     a.outcome,
                     a.worker or "-",
                     a.started_at.isoformat(timespec="milliseconds") if a.started_at else "-",
-                    "-" if a.duration_ms is None else f"{a.duration_ms} ms",
+                    "-" if a.duration_ms is None else _("%(ms)s ms") % {"ms": a.duration_ms},
                     a.error or "",
                 )
                 for a in attempts
             ),
         )
         return format_html(
-            "<table class='jp-attempts'><thead><tr><th>#</th><th>outcome</th><th>worker</th>"
-            "<th>started</th><th>duration</th><th>error</th></tr></thead><tbody>{}</tbody>"
-            "</table>",
+            "<table class='jp-attempts'><thead><tr><th>#</th><th>{}</th><th>{}</th>"
+            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("outcome"),
+            _("worker"),
+            _("started"),
+            _("duration"),
+            _("error"),
             rows,
         )
 

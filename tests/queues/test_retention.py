@@ -103,16 +103,23 @@ def test_a_tick_behind_runs_the_next_pass_on_the_next_tick(monkeypatch, small_ch
     assert loop.next_retention > time.monotonic() + interval / 2  # caught up: an interval
 
 
-@pytest.mark.django_db(transaction=True)
-def test_one_scheduler_copy_applies_retention_at_a_time():
-    Queue.objects.filter(name="default").update(keep_completed_count=5)
-    finished(20)
+def another_session_holding_the_retention_lock() -> psycopg.Connection:
+    """What another scheduler copy applying retention looks like: a session holding the
+    advisory lock."""
     db = connection.settings_dict
     other = psycopg.connect(
         host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
     )
+    other.execute("SELECT pg_advisory_lock(%s)", [maintenance.RETENTION_LOCK])
+    return other
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_scheduler_copy_applies_retention_at_a_time():
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(20)
+    other = another_session_holding_the_retention_lock()
     try:
-        other.execute("SELECT pg_advisory_lock(%s)", [maintenance.RETENTION_LOCK])
         assert maintenance.retention_step() is True  # another copy is at it
         assert Job.objects.count() == 20
         other.execute("SELECT pg_advisory_unlock(%s)", [maintenance.RETENTION_LOCK])
@@ -129,12 +136,8 @@ def test_behind_a_transaction_pooler_no_session_lock_is_taken(settings):
     settings.DB_POOLER = "transaction"
     Queue.objects.filter(name="default").update(keep_completed_count=5)
     finished(20)
-    db = connection.settings_dict
-    other = psycopg.connect(
-        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True
-    )
+    other = another_session_holding_the_retention_lock()
     try:
-        other.execute("SELECT pg_advisory_lock(%s)", [maintenance.RETENTION_LOCK])
         assert maintenance.retention_step() is True
         assert Job.objects.count() == 5
         with connection.cursor() as cursor:
