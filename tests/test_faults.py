@@ -412,6 +412,41 @@ def test_kill_9_during_a_long_batchmate_runs_no_finished_job_again(processes):
     assert outcomes(long) == [AttemptOutcome.STALLED, AttemptOutcome.COMPLETED]
 
 
+def test_a_job_that_kills_its_worker_fails_alone_and_its_batchmates_complete(processes):
+    # The crash takes the whole batch down with it: nothing says which job did it, so no
+    # batchmate may be failed for that stall; the job that stalled runs alone next time.
+    Queue.objects.filter(name="default").update(lock_duration=2, max_stalled=0)
+    start_platform(processes, workers=1)
+    warm = enqueue_many([{"name": "platform.echo", "payload": {"warm": i}} for i in range(20)])
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in warm), timeout=30, message="warm-up"
+    )
+    pause_queue("default")  # so that one claim takes them all
+    crash = enqueue("test.crash", {}, priority=1)
+    mates = enqueue_many(
+        [{"name": "platform.echo", "payload": {"i": i}, "priority": 2} for i in range(5)]
+    )
+    resume_queue("default")
+    wait_for(
+        lambda: (
+            status(crash) == JobStatus.FAILED
+            and all(status(j) == JobStatus.COMPLETED for j in mates)
+        ),
+        timeout=60,
+        message="the crashing job failed, its batchmates completed",
+    )
+    for job in mates:
+        assert outcomes(job) == [AttemptOutcome.STALLED, AttemptOutcome.COMPLETED], job.pk
+        assert (
+            "it was one of 6 jobs its worker held"
+            in Job.objects.get(pk=job.pk).attempts.get().error
+        )
+    crash.refresh_from_db()
+    assert outcomes(crash) == [AttemptOutcome.STALLED, AttemptOutcome.STALLED]
+    assert crash.stalled_count == 2
+    assert crash.error.startswith("stalled 2 times (queue max_stalled=0)")
+
+
 def test_a_poison_job_that_wedges_with_the_gil_held_fails_after_max_stalled(processes):
     Queue.objects.filter(name="default").update(max_stalled=1)
     worker = start_platform(processes, workers=1, FREEZE_SECONDS="3", SHUTDOWN_GRACE="2")

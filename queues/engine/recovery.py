@@ -14,14 +14,14 @@ from datetime import datetime
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from queues import doorbell, signals
 from queues.durations import duration_ms
 from queues.engine.clock import database_now
 from queues.locks import lock_jobs
-from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus
+from queues.models import HELD_BY_WORKER, AttemptOutcome, Job, JobAttempt, JobStatus
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
 
@@ -106,13 +106,36 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
         return _requeue(rows, now=now, reason=reason, count_stall=True)
 
 
+def _held_by(workers: Iterable[str]) -> dict[str, int]:
+    """How many jobs each of ``workers`` holds (inside the caller's transaction, before
+    its rows are requeued)."""
+    workers = sorted({w for w in workers if w})
+    counted = (
+        Job.objects.filter(HELD_BY_WORKER, worker__in=workers)
+        .values_list("worker")
+        .annotate(n=Count("id"))
+    )
+    return dict(counted)
+
+
 def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:
 
     back, failed, attempts = [], [], []
+    held = _held_by(row["worker"] for row in rows) if count_stall else {}
     for row in rows:
         stalls = row["stalled_count"] + (1 if count_stall else 0)
         error = reason.format(**row)
-        if count_stall and stalls > row["queue__max_stalled"]:
+        shared = held.get(row["worker"], 0) > 1
+        if shared:
+            # Its worker died holding a batch: which of the batch took it down is not
+            # known. The stall is recorded and counted, but fails no job; a job that has
+            # stalled runs alone from now on (engine/runner.py), so the next time it
+            # takes its worker down, it is known to be the one.
+            error += (
+                f" (it was one of {held[row['worker']]} jobs its worker held; it runs "
+                "alone from now on)"
+            )
+        if count_stall and not shared and stalls > row["queue__max_stalled"]:
             failed.append(row["id"])
             error = (
                 f"stalled {stalls} times (queue max_stalled={row['queue__max_stalled']}); "

@@ -109,6 +109,7 @@ def _drain(queue_name: str) -> int:
                 time.sleep(wait)
                 continue
             break
+        jobs = _stalled_alone(jobs, worker=me)
         if signals.job_started.has_listeners():
             signals.send_on_commit(
                 signals.job_started,
@@ -129,6 +130,20 @@ def _drain(queue_name: str) -> int:
             doorbell.ring_quietly([queue_name])
             break
     return processed
+
+
+def _stalled_alone(jobs: list[ClaimedJob], *, worker: str) -> list[ClaimedJob]:
+    """A job that has stalled before runs in a batch of its own: if it takes its worker
+    down again, it is then known to be the one that did (engine/recovery.py). The batch
+    is cut before it, or to it alone; the rest go back to waiting, never started."""
+    if len(jobs) < 2:
+        return jobs
+    first = next((i for i, j in enumerate(jobs) if j.stalled_count), None)
+    if first is None:
+        return jobs
+    keep = jobs[: max(first, 1)]
+    release_unstarted(ids=[j.id for j in jobs[len(keep) :]], worker=worker)
+    return keep
 
 
 def _tell_started(jobs: list[ClaimedJob]) -> None:

@@ -152,3 +152,11 @@ def wedge(ctx, payload):
     if ctx.attempt <= payload.get("wedged_tries", 99):
         re.match(r"(a+)+$", "a" * payload.get("length", 40) + "b")
     return {"attempt": ctx.attempt}
+
+
+@job("test.crash")
+def crash(ctx, payload):
+    """Takes its worker process down at once, on every try (a segfault, an OOM kill)."""
+    import os
+
+    os._exit(3)

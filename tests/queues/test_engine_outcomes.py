@@ -238,6 +238,50 @@ def test_a_job_killed_with_its_worker_counts_a_stall():
     assert set(job.attempts.values_list("outcome", flat=True)) == {AttemptOutcome.STALLED}
 
 
+def test_a_job_that_stalled_before_runs_in_a_batch_of_its_own(monkeypatch):
+    before, suspect, after = one_batch(
+        ("platform.echo", {"n": 1}, {}),
+        ("platform.echo", {"n": 2}, {}),
+        ("platform.echo", {"n": 3}, {}),
+    )
+    Job.objects.filter(pk=suspect.pk).update(stalled_count=1)
+    batches = []
+    begin = runner.runtime.begin_batch
+
+    def seen(*, worker, ids, lock_duration):
+        batches.append(list(ids))
+        begin(worker=worker, ids=ids, lock_duration=lock_duration)
+
+    monkeypatch.setattr(runner.runtime, "begin_batch", seen)
+    assert drain("default") == 3
+    assert batches == [[before.pk], [suspect.pk], [after.pk]]
+    for job in (before, suspect, after):
+        job = fresh(job)
+        assert (job.status, job.attempts_made - job.attempts_base) == (JobStatus.COMPLETED, 1)
+    # The ones given back before they ran left no attempt behind.
+    assert not JobAttempt.objects.exists()
+
+
+def test_a_stall_shared_by_a_batch_fails_none_of_it():
+    Queue.objects.filter(name="default").update(max_stalled=0)
+    jobs = [enqueue("platform.echo", {"i": i}) for i in range(3)]
+    Job.objects.filter(pk__in=[j.pk for j in jobs]).update(
+        status=JobStatus.ACTIVE, worker="host:7", attempts_made=1
+    )
+    requeue_from_workers(workers=["host:7"], reason="its worker was frozen")
+    for job in jobs:
+        job = fresh(job)
+        assert (job.status, job.stalled_count) == (JobStatus.WAITING, 1)
+        assert "one of 3 jobs its worker held" in job.attempts.get().error
+    # Alone, the next stall fails the job.
+    Job.objects.filter(pk=jobs[0].pk).update(
+        status=JobStatus.ACTIVE, worker="host:8", attempts_made=2
+    )
+    requeue_from_workers(workers=["host:8"], reason="its worker was frozen")
+    assert fresh(jobs[0]).status == JobStatus.FAILED
+    assert fresh(jobs[0]).error.startswith("stalled 2 times (queue max_stalled=0)")
+
+
 def test_a_fenced_off_outcome_is_not_counted_in_the_metrics():
     job = enqueue("platform.echo", {})
     claimed = claim_jobs(queue=Queue.objects.get(name="default"), worker="w:1", limit=1).jobs[0]
