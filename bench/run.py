@@ -9,6 +9,7 @@ Runs on Postgres + Redis: BENCH_DATABASE_URL (default a `jobplatform_bench` data
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ SCENARIOS = [
     "drain",
     "bullmq",
     "procrastinate",
+    "io",  # --io-jobs jobs that each wait --io-wait-ms on a local HTTP server
     "platform",
     "q2",
     "q2-nosave",
@@ -39,11 +41,21 @@ SCENARIOS = [
     "held-xmin",  # bench/xmin.py: the drain through a 120 s idle-in-transaction session
 ]
 NODE = ROOT / "bench" / "node"
+IO_PORT = 18731
+IO_URL = f"http://127.0.0.1:{IO_PORT}/wait"
 
 
-def command(scenario: str, jobs: int, backlog: int) -> list[list[str]]:
+def command(scenario: str, jobs: int, backlog: int, io_jobs: int = 2000) -> list[list[str]]:
     """The processes one scenario runs, each printing one JSON line."""
     py = [sys.executable, "-m"]
+    if scenario == "io":
+        script = str(NODE / "bullmq.mjs")
+        node = ["node", script, "io", "--jobs", str(io_jobs), "--url", IO_URL]
+        return [
+            py + ["bench.scenarios", "io", "--jobs", str(io_jobs)],
+            [*node, "--concurrency", "10"],
+            [*node, "--concurrency", "20"],
+        ]
     if scenario == "bulk":
         return [py + ["bench.bulk", "--jobs", str(jobs)]]
     if scenario == "procrastinate":
@@ -89,11 +101,39 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def _slow_server(wait_ms: float):
+    """The local HTTP server the io scenario's jobs wait on, for every system alike."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.slow_http",
+            "--port",
+            str(IO_PORT),
+            "--wait-ms",
+            str(wait_ms),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise SystemExit("the io scenario's HTTP server did not start")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--only", default=",".join(SCENARIOS[:-2]))
     parser.add_argument("--backlog", type=int, default=1_000_000)
+    parser.add_argument("--io-jobs", type=int, default=2000)
+    parser.add_argument("--io-wait-ms", type=float, default=50)
     args = parser.parse_args()
 
     db_url = os.environ.get(
@@ -127,13 +167,21 @@ def main() -> None:
     for scenario in [s for s in args.only.split(",") if s]:
         if scenario not in SCENARIOS:
             raise SystemExit(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
-        if scenario == "bullmq" and not (NODE / "node_modules").exists():
+        if scenario in ("bullmq", "io") and not (NODE / "node_modules").exists():
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE, check=True)
         parts = []
-        for cmd in command(scenario, args.jobs, args.backlog):
-            out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-            parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(f"  {parts[-1]}", file=sys.stderr, flush=True)
+        with _slow_server(args.io_wait_ms) if scenario == "io" else contextlib.nullcontext():
+            for cmd in command(scenario, args.jobs, args.backlog, args.io_jobs):
+                out = subprocess.run(
+                    cmd,
+                    cwd=ROOT,
+                    env={**env, "BENCH_IO_URL": IO_URL},
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                parts.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print(f"  {parts[-1]}", file=sys.stderr, flush=True)
         results[scenario] = parts[0] if len(parts) == 1 else parts
     report(results, args.jobs)
 
@@ -166,6 +214,36 @@ def report(results: dict, jobs: int) -> None:
                 f"\njobplatform job-table updates during the drain: {d['updates']:,}, "
                 f"{d['hot_pct']} % HOT"
             )
+    if "io" in results:
+        mine, *peers = results["io"]
+        print(
+            f"\nI/O-bound drain: {mine['jobs']:,} jobs that each GET a local server answering "
+            "after a fixed wait:\n"
+        )
+        print("| system | workers | in flight | jobs/s | s | / BullMQ c10 |")
+        print("|---|---|---:|---:|---:|---:|")
+        base = peers[0]["per_second"]
+        rows = [
+            (
+                "jobplatform (async handler)",
+                f"2 worker processes, {mine['slots_per_process']} each",
+                2 * mine["slots_per_process"],
+                mine,
+            ),
+            *[
+                ("BullMQ 5", f"1 Node process, concurrency {p['concurrency']}", p["concurrency"], p)
+                for p in peers
+            ],
+        ]
+        for system, how, slots, row in rows:
+            print(
+                f"| {system} | {how} | {slots} | {row['per_second']:,.0f} | "
+                f"{row['seconds']:.2f} | {row['per_second'] / base:.2f}x |"
+            )
+        print(
+            f"\njobplatform workers' RSS: {mine['rss_mb']} MB (runworker and its processes), "
+            f"{mine['rss_growth_per_slot_kb']} kB more per concurrent slot than idle"
+        )
     if "drain-backlog" in results:
         b = results["drain-backlog"]
         print(

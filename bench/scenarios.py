@@ -466,6 +466,53 @@ def run_pickup(samples: int) -> dict:
     }
 
 
+def run_io(jobs: int) -> dict:
+    """I/O-bound drain: ``jobs`` pre-enqueued jobs of an async handler that each GET the
+    slow local server (BENCH_IO_URL, a fixed wait per request), 2 warm worker processes
+    with ASYNC_CONCURRENCY jobs each at once. Also the workers' RSS per concurrent slot."""
+    _platform_setup()
+    # Models load only after _platform_setup() has run django.setup().
+    from queues import enqueue_many
+    from queues.models import Job, JobStatus, Queue, Worker
+    from queues.services.queues import pause_queue, resume_queue
+
+    url = os.environ["BENCH_IO_URL"]
+    slots = int(os.environ.get("ASYNC_CONCURRENCY", "10"))
+    env = {**os.environ, "EXTRA_JOB_MODULES": "bench.io_jobs", "ASYNC_CONCURRENCY": str(slots)}
+    # The driver enqueues by name: the handler must be registered here too.
+    import bench.io_jobs  # noqa: F401
+
+    worker = start([sys.executable, "manage.py", "runworker", "--workers", "2"], env)
+    try:
+        wait_for(lambda: Worker.objects.count() == 1, 60, "the worker to register")
+        for _ in range(3):  # warm: each process opens its pool
+            warm = enqueue_many([{"name": "bench.http_wait", "payload": {"url": url}}] * 40)
+            wait_for(lambda w=warm: not unfinished(pk__in=[j.pk for j in w]), 60, "warm-up")
+        rss_idle = _rss_kb(worker.pid)
+        pause_queue("default")
+        enqueue_many([{"name": "bench.http_wait", "payload": {"url": url}}] * jobs)
+        t0 = time.perf_counter()
+        resume_queue("default")
+        queue_id = Queue.objects.get(name="default").pk
+        wait_for(lambda: not unfinished(queue_id=queue_id), 600, "all jobs")
+        t1 = time.perf_counter()
+        rss_after = _rss_kb(worker.pid)
+        failed = Job.objects.exclude(status=JobStatus.COMPLETED).count()
+        assert failed == 0, f"{failed} jobs did not complete"
+        return {
+            "scenario": "io",
+            "jobs": jobs,
+            "processes": 2,
+            "slots_per_process": slots,
+            "seconds": round(t1 - t0, 3),
+            "per_second": round(jobs / (t1 - t0), 1),
+            "rss_mb": round(rss_after / 1024, 1),
+            "rss_growth_per_slot_kb": round((rss_after - rss_idle) / (2 * slots), 1),
+        }
+    finally:
+        stop(worker)
+
+
 def _rss_kb(pid: int) -> int:
     # The supervisor module imports queues.models: only after django.setup().
     from queues.engine.supervisor import descendants
@@ -529,6 +576,7 @@ def main() -> None:
             "platform",
             "drain",
             "drain-backlog",
+            "io",
             "q2",
             "q2-nosave",
             "celery",
@@ -543,6 +591,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.scenario == "platform":
         out = run_platform(args.jobs)
+    elif args.scenario == "io":
+        out = run_io(args.jobs)
     elif args.scenario == "drain":
         out = run_drain(args.jobs)
     elif args.scenario == "drain-backlog":

@@ -341,6 +341,14 @@ JOBPLATFORM = {
     # batch short; this bounds the memory of a batch of very fast jobs (500: the drain of
     # no-op jobs ran 1.3x faster than at 100, ./dev bench --only drain).
     "MAX_BATCH": env_int("MAX_BATCH", 500),
+    # Modules of job handlers outside the installed apps, imported at startup
+    # (comma-separated in the environment).
+    "EXTRA_JOB_MODULES": [
+        m.strip() for m in os.environ.get("EXTRA_JOB_MODULES", "").split(",") if m.strip()
+    ],
+    # Jobs of async handlers (async def) one worker process runs at once; a handler's
+    # own @job(concurrency=N) bounds its jobs further.
+    "ASYNC_CONCURRENCY": env_int("ASYNC_CONCURRENCY", 10),
     # Seconds of expected work one claim may take (sizes batches of slow handlers down).
     "BATCH_TARGET_SECONDS": float(os.environ.get("BATCH_TARGET_SECONDS", "0.2")),
     # A worker route not refreshed for this long is considered dead.

@@ -4,6 +4,7 @@ Handlers register with ``@job("name", ...)`` in any installed app's ``jobs.py``;
 modules are imported when Django starts (``QueuesConfig.ready``).
 """
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,13 @@ class Handler:
     attempts: int | None = None
     backoff: dict | None = None
     timeout: float | None = None
+    # An ``async def`` handler: its jobs run side by side in their worker process, at most
+    # ``concurrency`` of this handler's at once (and ASYNC_CONCURRENCY of all of them).
+    concurrency: int | None = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
 
 
 _handlers: dict[str, Handler] = {}
@@ -35,11 +43,17 @@ def job(
     attempts: int | None = None,
     backoff: Any = None,
     timeout: float | None = None,
+    concurrency: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``def handler(ctx, payload)`` as the job handler called ``name``.
 
     Options are defaults for jobs of this handler; an ``enqueue`` argument overrides
     them, and the queue's defaults fill in what neither gives.
+
+    An ``async def handler(ctx, payload)`` runs on its worker process's event loop,
+    side by side with other async jobs of the same batch: at most ``concurrency`` of this
+    handler's jobs at once (default: the ``ASYNC_CONCURRENCY`` setting, which also bounds
+    them all). A sync handler runs one job at a time per worker process.
     """
     if not name or not isinstance(name, str):
         raise ValueError("a job handler needs a non-empty name")
@@ -49,9 +63,18 @@ def job(
         raise ValueError("attempts must be at least 1")
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be a positive number of seconds")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ValueError("concurrency must be a whole number of at least 1")
     spec = normalize_backoff(backoff) if backoff is not None else None
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        if concurrency is not None and not inspect.iscoroutinefunction(func):
+            raise ValueError(
+                f"job handler {name!r}: concurrency applies to async handlers (async def); "
+                "a sync handler runs one job at a time per worker process"
+            )
         existing = _handlers.get(name)
         if existing is not None and _qualname(existing.func) != _qualname(func):
             raise ValueError(
@@ -65,6 +88,7 @@ def job(
             attempts=attempts,
             backoff=spec,
             timeout=timeout,
+            concurrency=concurrency,
         )
         return func
 

@@ -447,6 +447,38 @@ def test_a_job_that_kills_its_worker_fails_alone_and_its_batchmates_complete(pro
     assert crash.error.startswith("stalled 2 times (queue max_stalled=0)")
 
 
+def test_an_async_handler_that_blocks_its_loop_is_killed_and_the_jobs_beside_it_run_again(
+    processes,
+):
+    start_platform(processes, workers=1, HARD_KILL_GRACE="1")
+    warm = enqueue_many([{"name": "platform.echo", "payload": {"warm": i}} for i in range(20)])
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in warm), timeout=30, message="warm-up"
+    )
+    pause_queue("default")  # so that one claim takes them all
+    beside = enqueue_many(
+        [{"name": "test.async_sleep", "payload": {"seconds": 2}, "priority": 1} for _ in range(3)]
+    )
+    blocker = enqueue("test.async_block", {"seconds": 60}, priority=2, timeout=0.5, attempts=1)
+    resume_queue("default")
+    wait_for(
+        lambda: (
+            status(blocker) == JobStatus.FAILED
+            and all(status(j) == JobStatus.COMPLETED for j in beside)
+        ),
+        timeout=60,
+        message="the blocker killed with its process, the jobs beside it run again",
+    )
+    blocker.refresh_from_db()
+    attempt = blocker.attempts.get()
+    assert attempt.outcome == AttemptOutcome.TIMEOUT
+    assert "did not stop (it blocked its worker's event loop)" in attempt.error
+    for job in beside:
+        assert outcomes(job) == [AttemptOutcome.STALLED, AttemptOutcome.COMPLETED], job.pk
+        stall = Job.objects.get(pk=job.pk).attempts.get()
+        assert f"job {blocker.pk} beside it blocked the event loop" in stall.error
+
+
 def test_a_poison_job_that_wedges_with_the_gil_held_fails_after_max_stalled(processes):
     Queue.objects.filter(name="default").update(max_stalled=1)
     worker = start_platform(processes, workers=1, FREEZE_SECONDS="3", SHUTDOWN_GRACE="2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from queues.engine import beside
 from queues.engine.limits import check
 from queues.models import Job, JobLog, JobStatus
 from queues.signals import job_progress
@@ -47,6 +48,20 @@ class JobContext:
     def is_cancelled(self) -> bool:
         """True once someone cancelled the job; long handlers should check and return."""
         return Job.objects.filter(pk=self.job_id, status=JobStatus.CANCELLED).exists()
+
+    # For async handlers, whose event loop refuses sync database calls.
+
+    async def aprogress(self, pct: int | float) -> None:
+        await beside.run(self.progress, pct)
+
+    async def alog(self, message: object) -> None:
+        await beside.run(self.log, message)
+
+    async def ais_cancelled(self) -> bool:
+        return await beside.run(self.is_cancelled)
+
+    async def arate_limit(self, key: str, *, limit: int, per: float) -> None:
+        await beside.run(lambda: self.rate_limit(key, limit=limit, per=per))
 
     def rate_limit(self, key: str, *, limit: int, per: float) -> None:
         """Use one unit of the shared limit ``key`` (``limit`` per ``per`` seconds, across

@@ -6,15 +6,25 @@ process) and recovery all build their outcomes here, and ``finalize`` writes the
 
 from __future__ import annotations
 
+import json
 import time
+import traceback as tb
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from queues.backoff import retry_delay_ms
 from queues.engine.claim import ClaimedJob
-from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobStatus
+from queues.exceptions import (
+    JobCancelled,
+    JobInterrupt,
+    PermanentError,
+    RateLimited,
+    UnknownHandler,
+)
+from queues.models import FINAL_STATUSES, AttemptOutcome, Job, JobStatus, Queue
 
 
 @dataclass
@@ -110,3 +120,132 @@ def killed_outcome(*, running, reason: str) -> Outcome | None:
         ),
         permanent=False,
     )
+
+
+def completed_outcome(
+    job: ClaimedJob, *, started_at: datetime, finished_at: datetime, result: str | None
+) -> Outcome:
+    return Outcome(
+        job=job,
+        status=JobStatus.COMPLETED,
+        attempt_outcome=AttemptOutcome.COMPLETED,
+        started_at=started_at,
+        finished_at=finished_at,
+        result_json=result,
+    )
+
+
+def error_outcome(
+    job: ClaimedJob,
+    exc: BaseException,
+    *,
+    started_at: datetime,
+    finished_at: datetime,
+    queue: Queue | None,
+) -> Outcome:
+    """What a try that raised ``exc`` means for its job (sync and async handlers alike)."""
+
+    def fail(permanent: bool = False, outcome=AttemptOutcome.FAILED) -> Outcome:
+        return failure_outcome(
+            job,
+            started_at=started_at,
+            finished_at=finished_at,
+            error=clean_text(describe(exc)),
+            traceback=clean_text(_traceback(exc)),
+            attempt_outcome=outcome,
+            permanent=permanent,
+        )
+
+    if isinstance(exc, JobCancelled):
+        return fail(permanent=True, outcome=AttemptOutcome.CANCELLED)
+    if isinstance(exc, JobInterrupt):
+        return fail(outcome=AttemptOutcome.TIMEOUT)
+    if isinstance(exc, RateLimited):
+        now = timezone.now()
+        return Outcome(
+            job=job,
+            status=JobStatus.DELAYED,
+            attempt_outcome=AttemptOutcome.FAILED,
+            started_at=started_at,
+            finished_at=now,
+            error=str(exc),
+            run_at=now + timedelta(seconds=exc.retry_in),
+            counted=False,
+        )
+    if isinstance(exc, UnknownHandler | PermanentError):
+        return fail(permanent=True)
+    if isinstance(exc, OperationalError | InterfaceError):
+        max_stalled = queue.max_stalled if queue is not None else 0
+        if job.stalled_count >= max_stalled:
+            return fail()
+        return _database_lost(job, exc, started_at, finished_at, max_stalled)
+    return fail()
+
+
+def _database_lost(
+    job: ClaimedJob, exc: Exception, started_at: datetime, finished_at: datetime, bound: int
+) -> Outcome:
+    """The connection was killed or reset under the handler: the infrastructure failed,
+    not the handler. The try is recorded but not counted (like a stall, up to the queue's
+    ``max_stalled``), and the job runs again shortly, so ``attempts=1`` jobs survive a
+    failover."""
+    retry = job.stalled_count + 1
+    return Outcome(
+        job=job,
+        status=JobStatus.DELAYED,
+        attempt_outcome=AttemptOutcome.FAILED,
+        started_at=started_at,
+        finished_at=finished_at,
+        error=clean_text(
+            f"{describe(exc)} (the database connection was lost: this try is not counted; "
+            f"retry {retry} of {bound})"
+        ),
+        traceback=clean_text(_traceback(exc)),
+        run_at=finished_at + timedelta(seconds=min(2 ** (retry - 1), 30)),
+        charged=False,
+    )
+
+
+def describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose str() itself fails
+        return f"{type(exc).__name__}: (its message could not be formatted)"
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(tb.format_exception(exc))
+    except Exception:
+        return ""
+
+
+def undecidable_outcome(job: ClaimedJob, exc: Exception) -> Outcome:
+    """The last resort when deciding an outcome itself failed: the job fails, with why."""
+    now = timezone.now()
+    return Outcome(
+        job=job,
+        status=JobStatus.FAILED,
+        attempt_outcome=AttemptOutcome.FAILED,
+        started_at=now,
+        finished_at=now,
+        error=clean_text(f"the job's outcome could not be decided: {describe(exc)}"),
+    )
+
+
+class _ResultNotJSON(PermanentError):
+    pass
+
+
+def result_json(result: object) -> str | None:
+    if result is None:
+        return None
+    try:
+        text = json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise _ResultNotJSON(
+            f"the handler returned {type(result).__name__}, which is not JSON-serializable: {exc}"
+        ) from exc
+    if "\\u0000" in text:
+        raise _ResultNotJSON("the handler's result contains a NUL character (\\u0000)")
+    return text

@@ -88,11 +88,14 @@ def recover_stalled(*, now: datetime | None = None) -> list[str]:
         return _requeue(rows, now=now, reason=reason, count_stall=True)
 
 
-def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
+def requeue_from_workers(
+    *, workers: Iterable[str], reason: str, blameless: bool = False
+) -> list[str]:
     """Requeue the active jobs of worker processes that were just killed (a shutdown past
     its grace period, a frozen cluster restarted). Each counts a stall, not an attempt:
     a job that wedges its worker every time (the GIL held, say) fails after its queue's
-    ``max_stalled`` instead of taking its batch down forever."""
+    ``max_stalled`` instead of taking its batch down forever. ``blameless``: the jobs are
+    known not to be the cause; their stall fails none of them."""
     workers = [w for w in workers if w]
     if not workers:
         return []
@@ -103,7 +106,7 @@ def requeue_from_workers(*, workers: Iterable[str], reason: str) -> list[str]:
                 *_REQUEUE_FIELDS
             )
         )
-        return _requeue(rows, now=now, reason=reason, count_stall=True)
+        return _requeue(rows, now=now, reason=reason, count_stall=True, blameless=blameless)
 
 
 def _held_by(workers: Iterable[str]) -> dict[str, int]:
@@ -118,7 +121,9 @@ def _held_by(workers: Iterable[str]) -> dict[str, int]:
     return dict(counted)
 
 
-def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:
+def _requeue(
+    rows: list[dict], *, now: datetime, reason: str, count_stall: bool, blameless: bool = False
+) -> list[str]:
 
     back, failed, attempts = [], [], []
     held = _held_by(row["worker"] for row in rows) if count_stall else {}
@@ -126,7 +131,7 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
         stalls = row["stalled_count"] + (1 if count_stall else 0)
         error = reason.format(**row)
         shared = held.get(row["worker"], 0) > 1
-        if shared:
+        if shared and not blameless:
             # Its worker died holding a batch: which of the batch took it down is not
             # known. The stall is recorded and counted, but fails no job; a job that has
             # stalled runs alone from now on (engine/runner.py), so the next time it
@@ -135,7 +140,7 @@ def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool)
                 f" (it was one of {held[row['worker']]} jobs its worker held; it runs "
                 "alone from now on)"
             )
-        if count_stall and not shared and stalls > row["queue__max_stalled"]:
+        if count_stall and not (shared or blameless) and stalls > row["queue__max_stalled"]:
             failed.append(row["id"])
             error = (
                 f"stalled {stalls} times (queue max_stalled={row['queue__max_stalled']}); "

@@ -9,11 +9,9 @@ avoid: a batch costs one claim statement plus one finalize transaction.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
-import traceback as tb
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -22,22 +20,26 @@ from django.utils import timezone
 from psycopg.pq import TransactionStatus
 
 from queues import doorbell, metrics, signals
+from queues.engine import aio, beside
 from queues.engine.claim import ClaimedJob, claim_jobs
 from queues.engine.context import JobContext
 from queues.engine.finalize import finalize
 from queues.engine.identity import worker_id
-from queues.engine.outcomes import Outcome, clean_text, failure_outcome
+from queues.engine.outcomes import (
+    Outcome,
+    completed_outcome,
+    error_outcome,
+    result_json,
+    undecidable_outcome,
+)
 from queues.engine.recovery import release_unstarted
 from queues.engine.runtime import Running, runtime
 from queues.exceptions import (
-    JobCancelled,
     JobInterrupt,
-    PermanentError,
-    RateLimited,
     UnknownHandler,
 )
 from queues.logcontext import current_job
-from queues.models import AttemptOutcome, Job, JobStatus, Queue
+from queues.models import Job, JobStatus, Queue
 from queues.registry import get_handler
 from queues.services.notify import job_status_changed
 
@@ -80,7 +82,10 @@ def drain(queue_name: str) -> int:
     except Exception:
         logger.warning("could not clear the doorbell of %s", queue_name, exc_info=True)
     try:
-        processed = _drain(queue_name)
+        try:
+            processed = _drain(queue_name)
+        finally:
+            beside.close()
         metrics.flush(force=True)
         return processed
     except (OperationalError, InterfaceError):
@@ -169,20 +174,39 @@ def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
     ran = 0
     last_write = last_cancel_check = time.monotonic()
     try:
-        for index, job in enumerate(jobs):
+        index = 0
+        while index < len(jobs):
             if runtime.should_stop():
                 break
+            job = jobs[index]
+            if _is_async(job.name):
+                # This job and the async ones right after it run side by side.
+                end = index + 1
+                while end < len(jobs) and _is_async(jobs[end].name):
+                    end += 1
+                ran += aio.run_segment(
+                    jobs[index:end],
+                    queue=queue,
+                    worker=worker,
+                    write=lambda: _finalize_with_retry(runtime.take_pending(), worker=worker),
+                    drop_cancelled=lambda: _drop_cancelled(worker),
+                    check_every=CANCEL_CHECK_SECONDS,
+                    write_every=WRITE_EVERY_SECONDS,
+                )
+                index = end
+                continue
             now = time.monotonic()
             if index and now - last_cancel_check >= CANCEL_CHECK_SECONDS:
                 _drop_cancelled(worker)
                 last_cancel_check = now
+            index += 1
             if not runtime.take(job.id):
                 continue  # given back, or cancelled before its turn
             try:
                 outcome = run_job(job, queue_name=queue.name, worker=worker, queue=queue)
             except Exception as exc:
                 logger.exception("job %s: no outcome could be decided", job.id)
-                outcome = _undecidable(job, exc)
+                outcome = undecidable_outcome(job, exc)
             runtime.record(outcome)
             ran += 1
             if time.monotonic() - last_write >= WRITE_EVERY_SECONDS:
@@ -197,6 +221,13 @@ def _run_batch(jobs: list[ClaimedJob], *, queue: Queue, worker: str) -> int:
             if rest:
                 release_unstarted(ids=rest, worker=worker)
     return ran
+
+
+def _is_async(name: str) -> bool:
+    try:
+        return get_handler(name).is_async
+    except UnknownHandler:
+        return False  # run_job gives it its outcome
 
 
 def _drop_cancelled(worker: str) -> None:
@@ -244,21 +275,6 @@ def run_job(
     only the handler's own code; see Runtime._on_alarm)."""
     started_at = timezone.now()
     clock = time.perf_counter()
-
-    def finished_at() -> datetime:
-        return started_at + timedelta(seconds=time.perf_counter() - clock)
-
-    def fail(exc: BaseException, *, permanent: bool = False, outcome=AttemptOutcome.FAILED):
-        return failure_outcome(
-            job,
-            started_at=started_at,
-            finished_at=finished_at(),
-            error=clean_text(_describe(exc)),
-            traceback=clean_text(_traceback(exc)),
-            attempt_outcome=outcome,
-            permanent=permanent,
-        )
-
     ctx = JobContext(
         job_id=job.id, name=job.name, queue=queue_name, attempt=job.attempt, worker=worker
     )
@@ -273,85 +289,21 @@ def run_job(
             result = handler.func(ctx, job.payload)
         finally:
             runtime.leave_handler()
-        result_json = _result_json(result)
-    except JobInterrupt as exc:
-        # It may have landed inside a database call: that connection may still be busy
-        # with the query. Never hand it to the next job.
-        _drop_connection(cancel=True)
-        if isinstance(exc, JobCancelled):
-            return fail(exc, permanent=True, outcome=AttemptOutcome.CANCELLED)
-        return fail(exc, outcome=AttemptOutcome.TIMEOUT)
-    except RateLimited as exc:
-        now = timezone.now()
-        return Outcome(
-            job=job,
-            status=JobStatus.DELAYED,
-            attempt_outcome=AttemptOutcome.FAILED,
-            started_at=started_at,
-            finished_at=now,
-            error=str(exc),
-            run_at=now + timedelta(seconds=exc.retry_in),
-            counted=False,
-        )
-    except (UnknownHandler, PermanentError) as exc:
-        return fail(exc, permanent=True)
-    except (OperationalError, InterfaceError) as exc:
-        _drop_connection(cancel=False)
-        max_stalled = queue.max_stalled if queue is not None else 0
-        if job.stalled_count >= max_stalled:
-            return fail(exc)
-        return _database_lost(job, exc, started_at, finished_at(), max_stalled)
-    except Exception as exc:
-        return fail(exc)
+        encoded = result_json(result)
+    except (JobInterrupt, Exception) as exc:
+        if isinstance(exc, JobInterrupt):
+            # It may have landed inside a database call: that connection may still be
+            # busy with the query. Never hand it to the next job.
+            _drop_connection(cancel=True)
+        elif isinstance(exc, OperationalError | InterfaceError):
+            _drop_connection(cancel=False)
+        finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+        return error_outcome(job, exc, started_at=started_at, finished_at=finished_at, queue=queue)
     finally:
         runtime.end_job()
         current_job.reset(log_context)
-    return Outcome(
-        job=job,
-        status=JobStatus.COMPLETED,
-        attempt_outcome=AttemptOutcome.COMPLETED,
-        started_at=started_at,
-        finished_at=finished_at(),
-        result_json=result_json,
-    )
-
-
-def _database_lost(
-    job: ClaimedJob, exc: Exception, started_at: datetime, finished_at: datetime, bound: int
-) -> Outcome:
-    """The connection was killed or reset under the handler: the infrastructure failed,
-    not the handler. The try is recorded but not counted (like a stall, up to the queue's
-    ``max_stalled``), and the job runs again shortly, so ``attempts=1`` jobs survive a
-    failover."""
-    retry = job.stalled_count + 1
-    return Outcome(
-        job=job,
-        status=JobStatus.DELAYED,
-        attempt_outcome=AttemptOutcome.FAILED,
-        started_at=started_at,
-        finished_at=finished_at,
-        error=clean_text(
-            f"{_describe(exc)} (the database connection was lost: this try is not counted; "
-            f"retry {retry} of {bound})"
-        ),
-        traceback=clean_text(_traceback(exc)),
-        run_at=finished_at + timedelta(seconds=min(2 ** (retry - 1), 30)),
-        charged=False,
-    )
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        return f"{type(exc).__name__}: {exc}"
-    except Exception:  # an exception whose str() itself fails
-        return f"{type(exc).__name__}: (its message could not be formatted)"
-
-
-def _traceback(exc: BaseException) -> str:
-    try:
-        return "".join(tb.format_exception(exc))
-    except Exception:
-        return ""
+    finished_at = started_at + timedelta(seconds=time.perf_counter() - clock)
+    return completed_outcome(job, started_at=started_at, finished_at=finished_at, result=encoded)
 
 
 def _drop_connection(*, cancel: bool) -> None:
@@ -365,34 +317,3 @@ def _drop_connection(*, cancel: bool) -> None:
     if connection.in_atomic_block:
         return  # the caller's own transaction (a test drains inside one): it decides
     connection.close()
-
-
-def _undecidable(job: ClaimedJob, exc: Exception) -> Outcome:
-    """The last resort when deciding an outcome itself failed: the job fails, with why."""
-    now = timezone.now()
-    return Outcome(
-        job=job,
-        status=JobStatus.FAILED,
-        attempt_outcome=AttemptOutcome.FAILED,
-        started_at=now,
-        finished_at=now,
-        error=clean_text(f"the job's outcome could not be decided: {_describe(exc)}"),
-    )
-
-
-class _ResultNotJSON(PermanentError):
-    pass
-
-
-def _result_json(result: object) -> str | None:
-    if result is None:
-        return None
-    try:
-        text = json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise _ResultNotJSON(
-            f"the handler returned {type(result).__name__}, which is not JSON-serializable: {exc}"
-        ) from exc
-    if "\\u0000" in text:
-        raise _ResultNotJSON("the handler's result contains a NUL character (\\u0000)")
-    return text

@@ -34,7 +34,7 @@ from queues import metrics
 from queues.engine.clock import database_now_plus
 from queues.engine.finalize import finalize
 from queues.engine.outcomes import killed_outcome
-from queues.engine.recovery import release_unstarted
+from queues.engine.recovery import release_unstarted, requeue_from_workers
 from queues.exceptions import JobCancelled, JobTimeout
 from queues.locks import lock_jobs
 from queues.models import Job, JobStatus
@@ -77,6 +77,11 @@ class Runtime:
         self.lock_duration = 30
         self.running: Running | None = None
         self.interrupt_reason: str | None = None
+        # Jobs of async handlers running side by side on the event loop (engine/aio.py),
+        # each with its task, and when the last of them started.
+        self.loop = None
+        self.async_running: dict[UUID, tuple[Running, object]] = {}
+        self.last_async_start = 0.0
         self._keeper: threading.Thread | None = None
         self._next_extend = 0.0
         self._alarm_installed = False
@@ -179,6 +184,15 @@ class Runtime:
             if blocked:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
+    def begin_async(self, running: Running, task) -> None:
+        with self._lock:
+            self.async_running[running.job_id] = (running, task)
+            self.last_async_start = time.monotonic()
+
+    def end_async(self, job_id: UUID) -> None:
+        with self._lock:
+            self.async_running.pop(job_id, None)
+
     # --- interrupts ---------------------------------------------------------------------
 
     def _install_alarm(self) -> None:
@@ -226,6 +240,7 @@ class Runtime:
         with self._lock:
             batch, running, worker = set(self.batch), self.running, self.worker
             lock_duration = self.lock_duration
+            side_by_side = list(self.async_running.values())
         if not batch:
             # Idle: hold no database connection (the worker's own one does the work).
             if connection.connection is not None:
@@ -239,9 +254,16 @@ class Runtime:
         if running is not None and self._must_kill(running, now, cfg):
             self._kill_self(running, batch, worker)
             return
+        for job, _ in side_by_side:
+            if self._must_kill(job, now, cfg):
+                self._kill_self(job, batch, worker, side_by_side=True)
+                return
         if now >= self._next_extend:
             self._extend_locks(batch, worker, lock_duration)
             self._next_extend = now + max(lock_duration / 3, 0.5)
+        if side_by_side:
+            self._watch_side_by_side(side_by_side, now, cfg, worker)
+            return
         if running is not None and (
             now - running.started >= LONG_JOB_SECONDS or self.should_stop()
         ):
@@ -257,6 +279,30 @@ class Runtime:
             self._interrupt(running, "cancelled")
         if self._must_kill(running, now, cfg):
             self._kill_self(running, batch, worker)
+
+    def _watch_side_by_side(self, jobs: list, now: float, cfg: dict, worker: str) -> None:
+        """The keeper's watch over async jobs: their cancels (the task is cancelled once the
+        grace period is over), and the batchmates waiting behind them when none has started
+        for a while (every slot is taken by long jobs) or the worker is stopping."""
+        if self.should_stop() or now - self.last_async_start >= LONG_JOB_SECONDS:
+            self._put_away(worker, lambda: bool(self.async_running))
+        watch = [
+            job.job_id for job, _ in jobs if job.cancel_seen is None and now - job.started >= 1.0
+        ]
+        if watch:
+            cancelled = set(
+                Job.objects.filter(pk__in=watch, status=JobStatus.CANCELLED).values_list(
+                    "id", flat=True
+                )
+            )
+            for job, _ in jobs:
+                if job.job_id in cancelled:
+                    job.cancel_seen = now
+        for job, task in jobs:
+            due = job.cancel_seen is not None and job.interrupted is None
+            if due and now - job.cancel_seen >= cfg["CANCEL_GRACE"] and self.loop is not None:
+                job.interrupted = now  # before the cancel lands: the task reads it
+                self.loop.call_soon_threadsafe(task.cancel)
 
     @staticmethod
     def _must_kill(running: Running, now: float, cfg: dict) -> bool:
@@ -300,8 +346,11 @@ class Runtime:
     def _put_away_behind(self, running: Running, worker: str) -> None:
         """While a job runs long (or the worker is stopping): write the outcomes already
         decided, and give back the batchmates not started, so that neither waits for it."""
+        self._put_away(worker, lambda: self.running is running)
+
+    def _put_away(self, worker: str, still) -> None:
         with self._lock:
-            if self.running is not running:
+            if not still():
                 return
             outcomes, self.pending = self.pending, []
             rest, self.unstarted = list(self.unstarted), {}
@@ -325,18 +374,25 @@ class Runtime:
                 with self._lock:
                     self.unstarted = {**dict.fromkeys(rest), **self.unstarted}
 
-    def _kill_self(self, running: Running, batch: set[UUID], worker: str) -> None:
+    def _kill_self(
+        self, running: Running, batch: set[UUID], worker: str, *, side_by_side: bool = False
+    ) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
-        batch, and end this process (django-q2 replaces it)."""
+        batch, and end this process (django-q2 replaces it). An async handler that blocks
+        its event loop takes the async jobs running beside it down too: they go back to
+        waiting, their try recorded as a stall that fails none of them."""
+        blocked = " (it blocked its worker's event loop)" if side_by_side else ""
         reason = (
-            "cancelled, and the handler did not stop: its worker process was killed"
+            f"cancelled, and the handler did not stop{blocked}: its worker process was killed"
             if running.cancel_seen is not None
-            else f"exceeded its timeout of {running.timeout:g}s and did not stop: its "
-            "worker process was killed"
+            else f"exceeded its timeout of {running.timeout:g}s and did not stop{blocked}: "
+            "its worker process was killed"
         )
         logger.error("job %s %s", running.job_id, reason)
         with self._lock:
-            if self.running is not running:
+            if side_by_side and running.job_id not in self.async_running:
+                return  # it ended meanwhile
+            if not side_by_side and self.running is not running:
                 return  # it ended meanwhile
             done, self.pending = self.pending, []
             rest, self.unstarted = list(self.unstarted), {}
@@ -352,6 +408,13 @@ class Runtime:
                 killed = killed_outcome(running=running, reason=reason)
                 finalize([*done, *([killed] if killed else [])], worker=worker)
                 release_unstarted(ids=rest, worker=worker)
+                if side_by_side:
+                    requeue_from_workers(
+                        workers=[worker],
+                        reason=f"its worker process was killed: job {running.job_id} beside "
+                        "it blocked the event loop",
+                        blameless=True,
+                    )
         except Exception:
             logger.exception("could not record the batch of the killed job %s", running.job_id)
         finally:

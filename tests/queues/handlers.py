@@ -160,3 +160,22 @@ def crash(ctx, payload):
     import os
 
     os._exit(3)
+
+
+@job("test.async_sleep", concurrency=5)
+async def async_sleep(ctx, payload):
+    """Waits without holding its worker: its jobs run side by side, five at a time."""
+    import asyncio
+
+    await ctx.alog(f"sleeping {payload['seconds']}s")
+    await asyncio.sleep(payload["seconds"])
+    if payload.get("fail"):
+        raise TimeoutError("the upstream timed out")
+    return {"slept": payload["seconds"], "cancelled": await ctx.ais_cancelled()}
+
+
+@job("test.async_block")
+async def async_block(ctx, payload):
+    """Blocks its event loop: nothing can interrupt it but its process's death."""
+    time.sleep(payload["seconds"])
+    return {"blocked": payload["seconds"]}
