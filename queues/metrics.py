@@ -94,6 +94,10 @@ def _record(outcomes) -> None:
         _pending_done += 1
 
 
+def pending() -> bool:
+    return bool(_pending)
+
+
 def flush(*, force: bool = False) -> None:
     """Write pending bucket deltas (one upsert per queue and minute) and jobs done. Metrics
     only: a process killed before flushing loses at most a second of them, never a job."""
@@ -107,13 +111,15 @@ def flush(*, force: bool = False) -> None:
         _pending_handlers.clear()
         _pending_done = 0
     _last_flush = now
-    for (queue_id, minute), counts in minutes.items():
-        _add(QueueMinute, {"queue_id": queue_id, "minute": minute}, counts)
-    for (queue_id, name), counts in handlers.items():
-        _add(HandlerStats, {"queue_id": queue_id, "name": name}, counts)
-    supervisor = os.environ.get(SUPERVISOR_ENV)
-    if supervisor and done_count:
-        Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + done_count)
+    # One transaction, one commit: a trickle of jobs flushes after almost every job.
+    with transaction.atomic():
+        for (queue_id, minute), counts in minutes.items():
+            _add(QueueMinute, {"queue_id": queue_id, "minute": minute}, counts)
+        for (queue_id, name), counts in handlers.items():
+            _add(HandlerStats, {"queue_id": queue_id, "name": name}, counts)
+        supervisor = os.environ.get(SUPERVISOR_ENV)
+        if supervisor and done_count:
+            Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + done_count)
 
 
 def _add(model, keys: dict, counts: list) -> None:

@@ -48,7 +48,7 @@ FROM claimed
 WHERE j.id = claimed.id
 RETURNING j.id, j.name, j.payload, j.priority, j.created_at, j.attempts_made,
           j.attempts_base, j.max_attempts, j.backoff, j.timeout, j.queue_id, j.webhook_url,
-          j.stalled_count
+          j.stalled_count, j.has_dependants
 """
 
 
@@ -67,6 +67,7 @@ class ClaimedJob:
     queue_id: int | None = None
     webhook_url: str = ""
     stalled_count: int = 0
+    has_dependants: bool = False
 
     @property
     def attempts_exhausted(self) -> bool:
@@ -88,6 +89,7 @@ class ClaimedJob:
             queue_id=job.queue_id,
             webhook_url=job.webhook_url,
             stalled_count=job.stalled_count,
+            has_dependants=job.has_dependants,
         )
 
 
@@ -170,6 +172,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime | None) -> li
                 queue_id=row[10],
                 webhook_url=row[11],
                 stalled_count=row[12],
+                has_dependants=row[13],
             )
             for row in rows
         ]

@@ -40,6 +40,10 @@ RETENTION_LOCK = 0x6A6F6272
 # in chunks small enough (jobs per transaction) that the last one ends soon after.
 RETENTION_TICK_SECONDS = 0.5
 RETENTION_TICK_CHUNK = 1000
+# A pass that removed at least a chunk means jobs are finishing fast: the next pass comes
+# this soon instead of after RETENTION_INTERVAL, so the table stays near its bound (about
+# two seconds of finished jobs over it) rather than a minute's worth.
+RETENTION_BUSY_INTERVAL = 2.0
 
 
 def promote_delayed() -> list[str]:
@@ -60,15 +64,16 @@ def promote_delayed() -> list[str]:
     return sorted({name for _, name in due})
 
 
-def retention_step() -> bool:
-    """One bounded retention pass. Returns whether every queue is within its bounds."""
+def retention_step() -> tuple[int, bool]:
+    """One bounded retention pass. Returns how many jobs it removed, and whether every
+    queue is within its bounds."""
     with held_alone(RETENTION_LOCK) as mine:
         if not mine:
-            return True  # another scheduler copy is at it
-        _, caught_up = retention_pass(
+            return 0, True  # another scheduler copy is at it
+        removed, caught_up = retention_pass(
             deadline=time.monotonic() + RETENTION_TICK_SECONDS, chunk=RETENTION_TICK_CHUNK
         )
-        return caught_up
+        return sum(removed.values()), caught_up
 
 
 class Maintenance:
@@ -123,9 +128,15 @@ class Maintenance:
             self.next_prune = now + cfg["RETENTION_INTERVAL"]
             self._step("prune_buckets", prune_buckets)
         if now >= self.next_retention:
-            caught_up = self._step("retention", retention_step)
+            removed, caught_up = self._step("retention", retention_step) or (0, None)
             # Behind (the pass ran out of time): the next pass is due on the next tick.
-            self.next_retention = now + (0.0 if caught_up is False else cfg["RETENTION_INTERVAL"])
+            if caught_up is False:
+                wait = 0.0
+            elif removed >= RETENTION_TICK_CHUNK:
+                wait = RETENTION_BUSY_INTERVAL
+            else:
+                wait = cfg["RETENTION_INTERVAL"]
+            self.next_retention = now + wait
         if now >= self.next_snapshot:
             self.next_snapshot = now + cfg["SNAPSHOT_INTERVAL"]
             self._step("refresh_snapshots", refresh_snapshots)

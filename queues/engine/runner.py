@@ -86,7 +86,7 @@ def drain(queue_name: str) -> int:
             processed = _drain(queue_name)
         finally:
             beside.close()
-        metrics.flush(force=True)
+        metrics.flush()
         return processed
     except (OperationalError, InterfaceError):
         # Database away: claimed jobs keep their lock until stall recovery; try later.
@@ -114,6 +114,8 @@ def _drain(queue_name: str) -> int:
                 time.sleep(wait)
                 continue
             break
+        claimed = len(jobs)
+        short = claimed < limit and not (queue.rate_limit_max or queue.concurrency)
         jobs = _stalled_alone(jobs, worker=me)
         if signals.job_started.has_listeners():
             signals.send_on_commit(
@@ -128,11 +130,18 @@ def _drain(queue_name: str) -> int:
             # Probably more where these came from: let another worker join in.
             doorbell.ring_quietly([queue_name])
         started = time.monotonic()
-        processed += _run_batch(jobs, queue=queue, worker=me)
+        ran = _run_batch(jobs, queue=queue, worker=me)
+        processed += ran
         _learn(queue_name, time.monotonic() - started, len(jobs))
         metrics.flush()
         if time.monotonic() >= deadline:
             doorbell.ring_quietly([queue_name])
+            break
+        # Fewer than asked of a queue with no limit, all of them run here, none with
+        # dependants to release: the queue ran dry. The drain ends without another claim
+        # to find that out (a trickle of jobs costs one claim each): any job enqueued since
+        # the bell was answered rang it again, and a job given back rings for itself.
+        if short and ran == claimed and not any(j.has_dependants for j in jobs):
             break
     return processed
 

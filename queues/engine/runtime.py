@@ -242,7 +242,10 @@ class Runtime:
             lock_duration = self.lock_duration
             side_by_side = list(self.async_running.values())
         if not batch:
-            # Idle: hold no database connection (the worker's own one does the work).
+            # Idle: the metrics the last drain left pending (it writes them at most once a
+            # second), then hold no database connection (the worker's own one does the work).
+            if metrics.pending():
+                metrics.flush()
             if connection.connection is not None:
                 connection.close()
             return

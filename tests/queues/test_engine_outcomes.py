@@ -325,3 +325,40 @@ def test_the_cancelled_job_sweep_has_its_own_index():
         cursor.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "job_cancelled_lock_idx" in plan, plan
+
+
+def test_metrics_a_drain_leaves_pending_are_written_once_the_worker_is_idle(monkeypatch):
+    # A drain writes metrics at most once a second (a trickle of jobs is a drain each);
+    # what the last one left behind is written by the keeper while the worker idles.
+    import time
+
+    job = enqueue("platform.echo", {})
+    monkeypatch.setattr(metrics, "_last_flush", time.monotonic())  # just written
+    assert drain("default") == 1
+    assert fresh(job).status == JobStatus.COMPLETED
+    completed = HandlerStats.objects.filter(name="platform.echo", completed=1)
+    assert not completed.exists()  # not yet: written at most once a second
+    wait_for(completed.exists, timeout=10, message="the keeper to write the metrics")
+    assert not metrics.pending()
+
+
+def test_a_drain_that_finds_its_queue_dry_ends_without_another_claim(monkeypatch):
+    jobs = one_batch(("platform.echo", {"n": 1}, {}), ("platform.echo", {"n": 2}, {}))
+    claims = []
+    real = runner.claim_jobs
+
+    def counting(**kwargs):
+        claims.append(kwargs["limit"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(runner, "claim_jobs", counting)
+    assert drain("default") == 2
+    assert len(claims) == 1  # two of up to 500: the queue ran dry
+    assert {fresh(j).status for j in jobs} == {JobStatus.COMPLETED}
+    # A queue with a concurrency cap claims again: its short claim says nothing.
+    Queue.objects.filter(name="default").update(concurrency=1)
+    more = [enqueue("platform.echo", {"n": n}) for n in range(3)]
+    claims.clear()
+    assert drain("default") == 3
+    assert len(claims) == 4  # one job each, then the empty claim
+    assert {fresh(j).status for j in more} == {JobStatus.COMPLETED}

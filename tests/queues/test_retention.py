@@ -84,6 +84,26 @@ def test_the_tick_applies_retention_itself_while_default_is_paused(monkeypatch, 
     assert loop.next_retention > time.monotonic() + interval / 2  # caught up: an interval
 
 
+def test_a_busy_ledger_gets_its_next_pass_soon(monkeypatch):
+    # Jobs finishing fast: a pass that removed a whole chunk is followed by another one
+    # within seconds, not after the interval, so the table never holds a minute of them.
+    monkeypatch.setattr(tick, "_synced", True)
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_CHUNK", 10)
+    Queue.objects.filter(name="default").update(keep_completed_count=5)
+    finished(25)
+    loop = maintenance.Maintenance()
+    loop.next_retention = 0.0
+    loop.tick()
+    assert Job.objects.count() == 5
+    now = time.monotonic()
+    assert now < loop.next_retention <= now + maintenance.RETENTION_BUSY_INTERVAL
+    # Quiet again (nothing to remove): back to the interval.
+    loop.next_retention = 0.0
+    loop.tick()
+    interval = settings.JOBPLATFORM["RETENTION_INTERVAL"]
+    assert loop.next_retention > time.monotonic() + interval / 2
+
+
 def test_a_tick_behind_runs_the_next_pass_on_the_next_tick(monkeypatch, small_chunks):
     monkeypatch.setattr(tick, "_synced", True)
     monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 0.0)
@@ -120,10 +140,10 @@ def test_one_scheduler_copy_applies_retention_at_a_time():
     finished(20)
     other = another_session_holding_the_retention_lock()
     try:
-        assert maintenance.retention_step() is True  # another copy is at it
+        assert maintenance.retention_step() == (0, True)  # another copy is at it
         assert Job.objects.count() == 20
         other.execute("SELECT pg_advisory_unlock(%s)", [maintenance.RETENTION_LOCK])
-        assert maintenance.retention_step() is True
+        assert maintenance.retention_step() == (15, True)
         assert Job.objects.count() == 5
     finally:
         other.close()
@@ -138,7 +158,7 @@ def test_behind_a_transaction_pooler_no_session_lock_is_taken(settings):
     finished(20)
     other = another_session_holding_the_retention_lock()
     try:
-        assert maintenance.retention_step() is True
+        assert maintenance.retention_step() == (15, True)
         assert Job.objects.count() == 5
         with connection.cursor() as cursor:
             cursor.execute(
