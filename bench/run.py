@@ -27,6 +27,8 @@ SCENARIOS = [
     "bullmq",
     "procrastinate",
     "io",  # --io-jobs jobs that each wait --io-wait-ms on a local HTTP server
+    "trickle",  # bench/rate.py: 100 jobs/s for 60 s, jobplatform and procrastinate
+    "load",  # bench/rate.py: --load-rate jobs/s for 60 s (about 60 % of capacity)
     "platform",
     "q2",
     "q2-nosave",
@@ -39,15 +41,27 @@ SCENARIOS = [
     "bulk",  # bench/bulk.py: ./dev bench --only bulk --jobs 1000000
     "drain-backlog",  # 10,000 jobs drained behind --backlog waiting ones
     "held-xmin",  # bench/xmin.py: the drain through a 120 s idle-in-transaction session
+    "retention",  # bench/rate.py: 1,000 jobs/s for 10 minutes, the job table's size
 ]
 NODE = ROOT / "bench" / "node"
 IO_PORT = 18731
 IO_URL = f"http://127.0.0.1:{IO_PORT}/wait"
 
 
-def command(scenario: str, jobs: int, backlog: int, io_jobs: int = 2000) -> list[list[str]]:
+def command(
+    scenario: str, jobs: int, backlog: int, io_jobs: int = 2000, load_rate: float = 2400
+) -> list[list[str]]:
     """The processes one scenario runs, each printing one JSON line."""
     py = [sys.executable, "-m"]
+    if scenario == "trickle":
+        return [
+            py + ["bench.rate", system, "--rate", "100", "--seconds", "60"]
+            for system in ("platform", "procrastinate")
+        ]
+    if scenario == "load":
+        return [py + ["bench.rate", "platform", "--rate", str(load_rate), "--seconds", "60"]]
+    if scenario == "retention":
+        return [py + ["bench.rate", "platform", "--rate", "1000", "--seconds", "600"]]
     if scenario == "io":
         script = str(NODE / "bullmq.mjs")
         node = ["node", script, "io", "--jobs", str(io_jobs), "--url", IO_URL]
@@ -130,10 +144,11 @@ def _slow_server(wait_ms: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--only", default=",".join(SCENARIOS[:-2]))
+    parser.add_argument("--only", default=",".join(SCENARIOS[:-3]))
     parser.add_argument("--backlog", type=int, default=1_000_000)
     parser.add_argument("--io-jobs", type=int, default=2000)
     parser.add_argument("--io-wait-ms", type=float, default=50)
+    parser.add_argument("--load-rate", type=float, default=2400)
     args = parser.parse_args()
 
     db_url = os.environ.get(
@@ -171,7 +186,7 @@ def main() -> None:
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE, check=True)
         parts = []
         with _slow_server(args.io_wait_ms) if scenario == "io" else contextlib.nullcontext():
-            for cmd in command(scenario, args.jobs, args.backlog, args.io_jobs):
+            for cmd in command(scenario, args.jobs, args.backlog, args.io_jobs, args.load_rate):
                 out = subprocess.run(
                     cmd,
                     cwd=ROOT,
@@ -244,6 +259,32 @@ def report(results: dict, jobs: int) -> None:
             f"\njobplatform workers' RSS: {mine['rss_mb']} MB (runworker and its processes), "
             f"{mine['rss_growth_per_slot_kb']} kB more per concurrent slot than idle"
         )
+    if {"trickle", "load", "retention"} & results.keys():
+        print(
+            "\nFixed offered rate (one driver enqueueing every 10 ms; CPU as a share of one "
+            "core, during the window; pickup = enqueue to handler start):\n"
+        )
+        print(
+            "| system | jobs/s offered | workers | scheduler | Postgres | Redis | total | "
+            "pickup p50 | p99 | max |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        rows = [*results.get("trickle", []), results.get("load"), results.get("retention")]
+        for row in [r for r in rows if r]:
+            cpu = row["cpu_pct"]
+            system = "jobplatform" if row["scenario"] == "rate-platform" else "procrastinate 3"
+            print(
+                f"| {system} | {row['rate']:,.0f} for {row['seconds']:g} s | {cpu['workers']} % | "
+                f"{cpu.get('scheduler', '-')} % | {cpu['postgres']} % | {cpu['redis']} % | "
+                f"{sum(cpu.values()):.1f} % | {row['p50_ms']} ms | {row['p99_ms']} ms | "
+                f"{row['max_ms']} ms |"
+            )
+        if "retention" in results:
+            sizes = [n for _, n in results["retention"]["job_rows"]]
+            print(
+                f"\nJob table during the retention run (1,000 newest completed kept): at most "
+                f"{max(sizes):,} rows, {sizes[-1]:,} at the end (sampled every 10 s)"
+            )
     if "drain-backlog" in results:
         b = results["drain-backlog"]
         print(

@@ -38,13 +38,20 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def start(cmd: list[str], env: dict) -> subprocess.Popen:
+    """Start one measured process; with BENCH_LOG_DIR set, its output goes to a file
+    there (named for its command), otherwise nowhere."""
+    out = subprocess.DEVNULL
+    logs = os.environ.get("BENCH_LOG_DIR")
+    if logs:
+        name = "-".join(part for part in cmd[1:4] if not part.startswith("-"))
+        out = open(Path(logs) / f"{name.replace('/', '_')}-{time.time():.0f}.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
         cmd,
         cwd=ROOT,
         env=env,
         start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT if logs else subprocess.DEVNULL,
     )
 
 

@@ -40,10 +40,12 @@ RETENTION_LOCK = 0x6A6F6272
 # in chunks small enough (jobs per transaction) that the last one ends soon after.
 RETENTION_TICK_SECONDS = 0.5
 RETENTION_TICK_CHUNK = 1000
-# A pass that removed at least a chunk means jobs are finishing fast: the next pass comes
-# this soon instead of after RETENTION_INTERVAL, so the table stays near its bound (about
-# two seconds of finished jobs over it) rather than a minute's worth.
+# A pass that removed RETENTION_BUSY_MIN jobs or more (or that ends a run of passes that
+# were behind) means jobs are finishing fast: the next pass comes this soon instead of
+# after RETENTION_INTERVAL, so the table stays near its bound (about two seconds of
+# finished jobs over it) rather than a minute's worth.
 RETENTION_BUSY_INTERVAL = 2.0
+RETENTION_BUSY_MIN = 100
 
 
 def promote_delayed() -> list[str]:
@@ -85,6 +87,7 @@ class Maintenance:
         self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.next_snapshot = 0.0
         self.next_prune = self.next_retention
+        self.retention_behind = False
         self.next_heartbeat = 0.0
         self.id = identity.worker_id()
 
@@ -129,10 +132,12 @@ class Maintenance:
             self._step("prune_buckets", prune_buckets)
         if now >= self.next_retention:
             removed, caught_up = self._step("retention", retention_step) or (0, None)
+            busy = removed >= RETENTION_BUSY_MIN or self.retention_behind
+            self.retention_behind = caught_up is False
             # Behind (the pass ran out of time): the next pass is due on the next tick.
             if caught_up is False:
                 wait = 0.0
-            elif removed >= RETENTION_TICK_CHUNK:
+            elif busy:
                 wait = RETENTION_BUSY_INTERVAL
             else:
                 wait = cfg["RETENTION_INTERVAL"]

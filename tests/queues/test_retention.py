@@ -88,7 +88,7 @@ def test_a_busy_ledger_gets_its_next_pass_soon(monkeypatch):
     # Jobs finishing fast: a pass that removed a whole chunk is followed by another one
     # within seconds, not after the interval, so the table never holds a minute of them.
     monkeypatch.setattr(tick, "_synced", True)
-    monkeypatch.setattr(maintenance, "RETENTION_TICK_CHUNK", 10)
+    monkeypatch.setattr(maintenance, "RETENTION_BUSY_MIN", 10)
     Queue.objects.filter(name="default").update(keep_completed_count=5)
     finished(25)
     loop = maintenance.Maintenance()
@@ -102,6 +102,19 @@ def test_a_busy_ledger_gets_its_next_pass_soon(monkeypatch):
     loop.tick()
     interval = settings.JOBPLATFORM["RETENTION_INTERVAL"]
     assert loop.next_retention > time.monotonic() + interval / 2
+
+    # A pass that ends a run of passes that were behind removes only their remainder:
+    # still busy.
+    finished(7)
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 0.0)
+    loop.next_retention = 0.0
+    loop.tick()  # no time to delete in: behind
+    assert Job.objects.count() == 12 and loop.next_retention <= time.monotonic()
+    monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 30.0)
+    loop.tick()  # removes 7, fewer than RETENTION_BUSY_MIN
+    assert Job.objects.count() == 5
+    now = time.monotonic()
+    assert now < loop.next_retention <= now + maintenance.RETENTION_BUSY_INTERVAL
 
 
 def test_a_tick_behind_runs_the_next_pass_on_the_next_tick(monkeypatch, small_chunks):
@@ -119,8 +132,12 @@ def test_a_tick_behind_runs_the_next_pass_on_the_next_tick(monkeypatch, small_ch
     monkeypatch.setattr(maintenance, "RETENTION_TICK_SECONDS", 30.0)
     loop.tick()
     assert Job.objects.count() == 5
+    # Caught up after being behind: still busy, the next pass soon.
+    assert loop.next_retention <= time.monotonic() + maintenance.RETENTION_BUSY_INTERVAL
+    loop.next_retention = 0.0
+    loop.tick()
     interval = settings.JOBPLATFORM["RETENTION_INTERVAL"]
-    assert loop.next_retention > time.monotonic() + interval / 2  # caught up: an interval
+    assert loop.next_retention > time.monotonic() + interval / 2  # quiet: an interval
 
 
 def another_session_holding_the_retention_lock() -> psycopg.Connection:
