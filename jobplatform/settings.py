@@ -28,6 +28,12 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
 
 
+def _at_least_one(name: str, value: int) -> int:
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}={value} must be at least 1.")
+    return value
+
+
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -348,7 +354,7 @@ JOBPLATFORM = {
     ],
     # Jobs of async handlers (async def) one worker process runs at once; a handler's
     # own @job(concurrency=N) bounds its jobs further.
-    "ASYNC_CONCURRENCY": env_int("ASYNC_CONCURRENCY", 10),
+    "ASYNC_CONCURRENCY": _at_least_one("ASYNC_CONCURRENCY", env_int("ASYNC_CONCURRENCY", 10)),
     # Seconds of expected work one claim may take (sizes batches of slow handlers down).
     "BATCH_TARGET_SECONDS": float(os.environ.get("BATCH_TARGET_SECONDS", "0.2")),
     # A worker route not refreshed for this long is considered dead.

@@ -476,7 +476,34 @@ def test_an_async_handler_that_blocks_its_loop_is_killed_and_the_jobs_beside_it_
     for job in beside:
         assert outcomes(job) == [AttemptOutcome.STALLED, AttemptOutcome.COMPLETED], job.pk
         stall = Job.objects.get(pk=job.pk).attempts.get()
-        assert f"job {blocker.pk} beside it blocked the event loop" in stall.error
+        assert f"job {blocker.pk} beside it could not be stopped" in stall.error
+        assert Job.objects.get(pk=job.pk).stalled_count == 0  # blameless: not counted
+
+
+def test_the_job_blocking_the_loop_is_blamed_not_the_one_it_keeps_from_stopping(processes):
+    # The sleeper's 0.5 s timeout cannot fire while the blocker holds the loop: it is the
+    # blocker, whose own timeout is far off, that takes the kill.
+    start_platform(processes, workers=1, HARD_KILL_GRACE="1")
+    warm = enqueue_many([{"name": "platform.echo", "payload": {"warm": i}} for i in range(20)])
+    wait_for(
+        lambda: all(status(j) == JobStatus.COMPLETED for j in warm), timeout=30, message="warm-up"
+    )
+    pause_queue("default")
+    sleeper = enqueue("test.async_sleep", {"seconds": 60}, priority=1, timeout=0.5, attempts=1)
+    blocker = enqueue("test.async_block", {"seconds": 60}, priority=2, timeout=300, attempts=1)
+    resume_queue("default")
+    wait_for(
+        lambda: status(blocker) == JobStatus.FAILED and status(sleeper) == JobStatus.FAILED,
+        timeout=60,
+        message="the blocker killed, the sleeper timed out on its own afterwards",
+    )
+    blocked = Job.objects.get(pk=blocker.pk).attempts.get()
+    assert blocked.outcome == AttemptOutcome.TIMEOUT
+    assert "blocked its worker's event loop, so that a job beside it could not be" in (
+        blocked.error
+    )
+    assert outcomes(sleeper) == [AttemptOutcome.STALLED, AttemptOutcome.TIMEOUT]
+    assert "exceeded its timeout of 0.5s" in Job.objects.get(pk=sleeper.pk).error
 
 
 def test_a_poison_job_that_wedges_with_the_gil_held_fails_after_max_stalled(processes):

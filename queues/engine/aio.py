@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from queues.engine import beside
@@ -123,8 +125,22 @@ async def _segment(jobs, *, queue, worker, write, drop_cancelled, check_every, w
         if tasks:
             # Never leave a task behind on the loop (an error above): each records its try.
             await asyncio.gather(*tasks, return_exceptions=True)
+        # Handlers' own queries (sync_to_async) run on asgiref's thread: as after a
+        # request, its connection is closed if it broke or aged out.
+        await sync_to_async(close_old_connections)()
         await writer
     return len(tasks)
+
+
+def close() -> None:
+    """The worker is going idle: close the connection handlers' own queries opened on
+    asgiref's thread."""
+    if _loop is not None:
+        _loop.run_until_complete(sync_to_async(_close_connection)())
+
+
+def _close_connection() -> None:
+    connection.close()
 
 
 async def _write_every(write, finished: asyncio.Event, every: float) -> None:
@@ -140,7 +156,9 @@ async def _one(job: ClaimedJob, *, queue, worker: str, slots) -> None:
     runtime.begin_async(running, asyncio.current_task())
     try:
         outcome = await run_async_job(job, queue=queue, worker=worker, running=running)
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # never leave a started job without an outcome
         logger.exception("job %s: no outcome could be decided", job.id)
         outcome = undecidable_outcome(job, exc)
     finally:
@@ -170,11 +188,11 @@ async def run_async_job(job: ClaimedJob, *, queue, worker: str, running: Running
         async with asyncio.timeout(job.timeout) as deadline:
             result = await handler.func(ctx, job.payload)
         encoded = result_json(result)
-    except asyncio.CancelledError:
-        if running.interrupted is None:
-            raise  # not the keeper's cancel: the loop itself is going away
-        asyncio.current_task().uncancel()
-        exc = JobCancelled("the job was cancelled and did not stop within the grace period")
+    except asyncio.CancelledError as cancelled:
+        exc = cancelled  # a future the handler awaited was cancelled by someone else
+        if running.interrupted is not None:  # the keeper's cancel (engine/runtime.py)
+            asyncio.current_task().uncancel()
+            exc = JobCancelled("the job was cancelled and did not stop within the grace period")
         return error_outcome(
             job, exc, started_at=started_at, finished_at=finished_at(), queue=queue
         )

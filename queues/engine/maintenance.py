@@ -84,9 +84,11 @@ class Maintenance:
     def __init__(self) -> None:
         self.next_rewake = 0.0
         self.next_stall_check = 0.0
-        self.next_retention = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
+        # The first pass right away: a scheduler (re)started onto a busy ledger must not
+        # leave a minute of finished jobs piling up before it.
+        self.next_retention = 0.0
         self.next_snapshot = 0.0
-        self.next_prune = self.next_retention
+        self.next_prune = time.monotonic() + settings.JOBPLATFORM["RETENTION_INTERVAL"]
         self.retention_behind = False
         self.next_heartbeat = 0.0
         self.id = identity.worker_id()

@@ -95,7 +95,7 @@ def requeue_from_workers(
     its grace period, a frozen cluster restarted). Each counts a stall, not an attempt:
     a job that wedges its worker every time (the GIL held, say) fails after its queue's
     ``max_stalled`` instead of taking its batch down forever. ``blameless``: the jobs are
-    known not to be the cause; their stall fails none of them."""
+    known not to be the cause: their try is recorded as a stall, but not counted."""
     workers = [w for w in workers if w]
     if not workers:
         return []
@@ -106,7 +106,7 @@ def requeue_from_workers(
                 *_REQUEUE_FIELDS
             )
         )
-        return _requeue(rows, now=now, reason=reason, count_stall=True, blameless=blameless)
+        return _requeue(rows, now=now, reason=reason, count_stall=not blameless)
 
 
 def _held_by(workers: Iterable[str]) -> dict[str, int]:
@@ -121,9 +121,7 @@ def _held_by(workers: Iterable[str]) -> dict[str, int]:
     return dict(counted)
 
 
-def _requeue(
-    rows: list[dict], *, now: datetime, reason: str, count_stall: bool, blameless: bool = False
-) -> list[str]:
+def _requeue(rows: list[dict], *, now: datetime, reason: str, count_stall: bool) -> list[str]:
 
     back, failed, attempts = [], [], []
     held = _held_by(row["worker"] for row in rows) if count_stall else {}
@@ -131,7 +129,7 @@ def _requeue(
         stalls = row["stalled_count"] + (1 if count_stall else 0)
         error = reason.format(**row)
         shared = held.get(row["worker"], 0) > 1
-        if shared and not blameless:
+        if shared:
             # Its worker died holding a batch: which of the batch took it down is not
             # known. The stall is recorded and counted, but fails no job; a job that has
             # stalled runs alone from now on (engine/runner.py), so the next time it
@@ -140,7 +138,7 @@ def _requeue(
                 f" (it was one of {held[row['worker']]} jobs its worker held; it runs "
                 "alone from now on)"
             )
-        if count_stall and not (shared or blameless) and stalls > row["queue__max_stalled"]:
+        if count_stall and not shared and stalls > row["queue__max_stalled"]:
             failed.append(row["id"])
             error = (
                 f"stalled {stalls} times (queue max_stalled={row['queue__max_stalled']}); "
@@ -186,7 +184,7 @@ def _requeue(
     names += resolve_dependants(failed)
     doorbell.ring_on_commit(names)
     job_status_changed([row["id"] for row in rows])
-    if count_stall:
+    if rows:
         about = [
             {
                 "job_id": r["id"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing.util
 import time
 from datetime import timedelta
 
@@ -82,10 +83,12 @@ def drain(queue_name: str) -> int:
     except Exception:
         logger.warning("could not clear the doorbell of %s", queue_name, exc_info=True)
     try:
+        _flush_metrics_on_exit()
         try:
             processed = _drain(queue_name)
         finally:
             beside.close()
+            aio.close()
         metrics.flush()
         return processed
     except (OperationalError, InterfaceError):
@@ -93,6 +96,25 @@ def drain(queue_name: str) -> int:
         logger.warning("drain of %s stopped: database unavailable", queue_name, exc_info=True)
         connection.close()
         return 0
+
+
+_exit_hook = None
+
+
+def _flush_metrics_on_exit() -> None:
+    """A drain writes metrics at most once a second, and django-q2 ends its worker
+    processes (every ``recycle`` tasks) without atexit: what is pending then is written
+    as the process exits (multiprocessing runs its finalizers on a normal exit)."""
+    global _exit_hook
+    if _exit_hook is None:
+        _exit_hook = multiprocessing.util.Finalize(None, _flush_pending, exitpriority=50)
+
+
+def _flush_pending() -> None:
+    try:
+        metrics.flush(force=True)
+    except Exception:
+        logger.warning("could not write the last metrics of this process", exc_info=True)
 
 
 def _drain(queue_name: str) -> int:
@@ -115,7 +137,13 @@ def _drain(queue_name: str) -> int:
                 continue
             break
         claimed = len(jobs)
-        short = claimed < limit and not (queue.rate_limit_max or queue.concurrency)
+        # (Only with Redis: its doorbell rings for every job enqueued once a drain has
+        # answered it; the embedded one may skip a ring while messages are in flight.)
+        short = (
+            claimed < limit
+            and not (queue.rate_limit_max or queue.concurrency)
+            and doorbell.redis_enabled()
+        )
         jobs = _stalled_alone(jobs, worker=me)
         if signals.job_started.has_listeners():
             signals.send_on_commit(

@@ -18,6 +18,7 @@ its cluster, so every worker process sees them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -30,7 +31,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
-from queues import metrics
+from queues import doorbell, metrics
 from queues.engine.clock import database_now_plus
 from queues.engine.finalize import finalize
 from queues.engine.outcomes import killed_outcome
@@ -49,6 +50,8 @@ KEEPER_TICK = 0.5
 # A job that has run this long gets its batch put away behind it: the outcomes already
 # decided are written, and the batchmates not started go back to waiting for idle workers.
 LONG_JOB_SECONDS = 0.5
+# How long the keeper waits for a worker's event loop to answer before it holds it blocked.
+LOOP_PROBE_SECONDS = 0.5
 
 
 @dataclass
@@ -255,12 +258,12 @@ class Runtime:
         # The watchdog first, before any database work: a statement that waits (on a
         # database that is away, on rows someone holds) must not keep the kill from coming.
         if running is not None and self._must_kill(running, now, cfg):
-            self._kill_self(running, batch, worker)
+            self._kill_self(running, None, batch, worker)
             return
-        for job, _ in side_by_side:
-            if self._must_kill(job, now, cfg):
-                self._kill_self(job, batch, worker, side_by_side=True)
-                return
+        overdue = [job for job, _ in side_by_side if self._must_kill(job, now, cfg)]
+        if overdue:
+            self._kill_self(*self._blame(overdue[0], side_by_side, now), batch, worker)
+            return
         if now >= self._next_extend:
             self._extend_locks(batch, worker, lock_duration)
             self._next_extend = now + max(lock_duration / 3, 0.5)
@@ -281,7 +284,24 @@ class Runtime:
         if cancel_due and now - running.cancel_seen >= cfg["CANCEL_GRACE"]:
             self._interrupt(running, "cancelled")
         if self._must_kill(running, now, cfg):
-            self._kill_self(running, batch, worker)
+            self._kill_self(running, None, batch, worker)
+
+    def _blame(self, overdue: Running, side_by_side: list, now: float):
+        """Which async job to kill the process over: if the loop answers, the overdue job
+        itself (it swallowed its cancel); if it does not, the job whose code is running on
+        it (the overdue one may only be waiting for the loop to run it)."""
+        answered = threading.Event()
+        try:
+            self.loop.call_soon_threadsafe(answered.set)
+        except (AttributeError, RuntimeError):  # no loop, or it closed meanwhile
+            return overdue, "overdue"
+        if answered.wait(LOOP_PROBE_SECONDS):
+            return overdue, "overdue"
+        current = asyncio.current_task(self.loop)
+        for job, task in side_by_side:
+            if task is current:
+                return job, "blocking" if job is not overdue else "overdue-blocking"
+        return overdue, "overdue"
 
     def _watch_side_by_side(self, jobs: list, now: float, cfg: dict, worker: str) -> None:
         """The keeper's watch over async jobs: their cancels (the task is cancelled once the
@@ -377,20 +397,26 @@ class Runtime:
                 with self._lock:
                     self.unstarted = {**dict.fromkeys(rest), **self.unstarted}
 
-    def _kill_self(
-        self, running: Running, batch: set[UUID], worker: str, *, side_by_side: bool = False
-    ) -> None:
+    def _kill_self(self, running: Running, how: str | None, batch: set[UUID], worker: str) -> None:
         """The handler ignored its interrupt: record the attempt, release the rest of the
-        batch, and end this process (django-q2 replaces it). An async handler that blocks
-        its event loop takes the async jobs running beside it down too: they go back to
-        waiting, their try recorded as a stall that fails none of them."""
-        blocked = " (it blocked its worker's event loop)" if side_by_side else ""
-        reason = (
-            f"cancelled, and the handler did not stop{blocked}: its worker process was killed"
-            if running.cancel_seen is not None
-            else f"exceeded its timeout of {running.timeout:g}s and did not stop{blocked}: "
-            "its worker process was killed"
-        )
+        batch, and end this process (django-q2 replaces it). ``how`` is None for a sync
+        handler; for an async one, what ``_blame`` found. An async handler that blocks its
+        event loop takes the async jobs running beside it down too: they go back to
+        waiting, their try recorded as a stall that is not counted."""
+        side_by_side = how is not None
+        if how == "blocking":
+            reason = (
+                "blocked its worker's event loop, so that a job beside it could not be "
+                "stopped: its worker process was killed"
+            )
+        else:
+            blocked = " (it blocked its worker's event loop)" if how == "overdue-blocking" else ""
+            reason = (
+                f"cancelled, and the handler did not stop{blocked}: its worker process was killed"
+                if running.cancel_seen is not None
+                else f"exceeded its timeout of {running.timeout:g}s and did not stop{blocked}: "
+                "its worker process was killed"
+            )
         logger.error("job %s %s", running.job_id, reason)
         with self._lock:
             if side_by_side and running.job_id not in self.async_running:
@@ -415,9 +441,11 @@ class Runtime:
                     requeue_from_workers(
                         workers=[worker],
                         reason=f"its worker process was killed: job {running.job_id} beside "
-                        "it blocked the event loop",
+                        "it could not be stopped",
                         blameless=True,
                     )
+            # The jobs given back ring for themselves; the ringer thread dies with us.
+            doorbell.flush()
         except Exception:
             logger.exception("could not record the batch of the killed job %s", running.job_id)
         finally:

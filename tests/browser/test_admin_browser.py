@@ -8,7 +8,7 @@ import re
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from queues import enqueue, enqueue_many
+from queues import enqueue, enqueue_many, metrics
 from queues.engine.runner import drain
 from queues.metrics import refresh_snapshots
 from queues.models import AuditLog, Job, JobStatus, Queue, QueueMinute
@@ -52,6 +52,7 @@ def run_jobs(completed: int, failed: int, message: str = "smtp down") -> None:
             ]
         )
     drain("default")
+    metrics.flush(force=True)  # what the worker's keeper writes within a second of idling
     refresh_snapshots()
 
 

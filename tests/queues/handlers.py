@@ -179,3 +179,13 @@ async def async_block(ctx, payload):
     """Blocks its event loop: nothing can interrupt it but its process's death."""
     time.sleep(payload["seconds"])
     return {"blocked": payload["seconds"]}
+
+
+@job("test.async_inner_cancel")
+async def async_inner_cancel(ctx, payload):
+    """Awaits a future that something else cancelled: its own failure, not the job's cancel."""
+    import asyncio
+
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await future

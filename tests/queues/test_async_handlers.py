@@ -125,3 +125,16 @@ def test_an_async_job_enqueued_and_drained_end_to_end_keeps_its_log_and_result()
     assert j.status == JobStatus.COMPLETED
     assert j.result == {"slept": 0.01, "cancelled": False}
     assert list(j.logs.values_list("message", flat=True)) == ["sleeping 0.01s"]
+
+
+def test_a_cancelled_future_inside_the_handler_is_that_jobs_failure_and_the_batch_goes_on():
+    inner, after = one_batch(
+        ("test.async_inner_cancel", {}, {"attempts": 1}),
+        ("test.async_sleep", {"seconds": 0.05}, {}),
+    )
+    assert drain("default") == 2
+    inner, after = fresh(inner), fresh(after)
+    assert inner.status == JobStatus.FAILED
+    assert inner.attempts.get().outcome == AttemptOutcome.FAILED
+    assert inner.error.startswith("CancelledError")
+    assert after.status == JobStatus.COMPLETED

@@ -225,7 +225,7 @@ def test_an_overdue_job_is_killed_even_while_its_row_is_locked():
         wait_for(lambda: kills, timeout=5, message="the hard kill")
         wait_for(tick.done, timeout=5, message="the tick to end")
     assert tick.error is None
-    assert kills == [(running, {job.pk}, WORKER)]
+    assert kills == [(running, None, {job.pk}, WORKER)]
 
 
 def test_a_long_jobs_lock_is_renewed_again_and_again():
