@@ -65,12 +65,10 @@ def _unfinished(conn) -> bool:
     ).fetchone()[0]
 
 
-def run_drain(jobs: int) -> dict:
-    _fresh_schema()
-    with app.open():
-        _defer(jobs)
-    env = os.environ.copy()
-    cmd = [
+def worker_command() -> list[str]:
+    """One ``procrastinate worker`` process (concurrency 1, like a jobplatform worker
+    process, unless BENCH_PROCRASTINATE_CONCURRENCY says otherwise)."""
+    return [
         sys.executable,
         "-m",
         "procrastinate",
@@ -79,6 +77,14 @@ def run_drain(jobs: int) -> dict:
         "--concurrency",
         os.environ.get("BENCH_PROCRASTINATE_CONCURRENCY", "1"),
     ]
+
+
+def run_drain(jobs: int) -> dict:
+    _fresh_schema()
+    with app.open():
+        _defer(jobs)
+    env = os.environ.copy()
+    cmd = worker_command()
     with psycopg.connect(database_url(), autocommit=True) as conn:
         t0 = time.perf_counter()
         workers = [start(cmd, env) for _ in range(2)]

@@ -32,20 +32,10 @@ TICK_HZ = os.sysconf("SC_CLK_TCK")
 
 
 def _tree(pid: int) -> list[int]:
-    children = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
+    # The supervisor module imports queues.models: only after django.setup().
+    from queues.engine.supervisor import descendants
+
+    return [pid, *descendants(pid)]
 
 
 def _cpu(fields: list[str]) -> float:
@@ -203,16 +193,7 @@ def run_procrastinate(rate: float, seconds: float) -> dict:
 
     peer._fresh_schema()
     env = os.environ.copy()
-    cmd = [
-        sys.executable,
-        "-m",
-        "procrastinate",
-        "--app=bench.procrastinate_peer.app",
-        "worker",
-        "--concurrency",
-        "1",
-    ]
-    workers = [start(cmd, env) for _ in range(2)]
+    workers = [start(peer.worker_command(), env) for _ in range(2)]
     try:
         with peer.app.open(), psycopg.connect(peer.database_url(), autocommit=True) as conn:
             peer.noop.defer(i=-1)

@@ -106,7 +106,7 @@ def _flush_metrics_on_exit() -> None:
     processes (every ``recycle`` tasks) without atexit: what is pending then is written
     as the process exits (multiprocessing runs its finalizers on a normal exit)."""
     global _exit_hook
-    if _exit_hook is None:
+    if _exit_hook is None and multiprocessing.parent_process() is not None:
         _exit_hook = multiprocessing.util.Finalize(None, _flush_pending, exitpriority=50)
 
 

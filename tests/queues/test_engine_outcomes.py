@@ -330,14 +330,16 @@ def test_the_cancelled_job_sweep_has_its_own_index():
 def test_metrics_a_drain_leaves_pending_are_written_once_the_worker_is_idle(monkeypatch):
     # A drain writes metrics at most once a second (a trickle of jobs is a drain each);
     # what the last one left behind is written by the keeper while the worker idles.
+    job = enqueue("platform.echo", {})
     import time
 
-    job = enqueue("platform.echo", {})
-    monkeypatch.setattr(metrics, "_last_flush", time.monotonic())  # just written
+    monkeypatch.setattr(metrics, "_last_flush", time.monotonic())  # the last write: now,
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)  # and the next one not due
     assert drain("default") == 1
     assert fresh(job).status == JobStatus.COMPLETED
     completed = HandlerStats.objects.filter(name="platform.echo", completed=1)
-    assert not completed.exists()  # not yet: written at most once a second
+    assert not completed.exists()  # not yet: not due
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)  # due now
     wait_for(completed.exists, timeout=10, message="the keeper to write the metrics")
     assert not metrics.pending()
 
