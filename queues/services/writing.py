@@ -89,11 +89,17 @@ _INSERT_SQL = (
 )
 
 
+def _payload(job: Job) -> Jsonb:
+    # plan() keeps the text it checked the payload with: the row gets that text.
+    text = getattr(job, "payload_text", None)
+    return Jsonb(job.payload) if text is None else Jsonb(text, dumps=str)
+
+
 def _row(job: Job, now) -> tuple:
     job.created_at = now  # what auto_now_add would have set
     # fmt: off
     return (
-        job.id, job.queue_id, job.name, Jsonb(job.payload), job.status, job.priority, 0, 0,
+        job.id, job.queue_id, job.name, _payload(job), job.status, job.priority, 0, 0,
         job.max_attempts, Jsonb(job.backoff), job.timeout, job.run_at, 0, None, job.error, now,
         None, job.finished_at, None, "", 0, job.unique_key, job.has_dependants, job.webhook_url,
     )

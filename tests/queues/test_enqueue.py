@@ -252,3 +252,68 @@ def test_a_non_durable_enqueue_inside_a_transaction_is_refused_and_writes_nothin
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def _columns(job: Job) -> dict:
+    return {
+        f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields if f.attname != "id"
+    }
+
+
+def test_a_planned_job_is_the_job_the_model_constructor_builds():
+    # new_job skips Model.__init__; the unsaved Job must be the one Job(...) would give.
+    from queues.services.planning import plan
+
+    now = timezone.now()
+    planned = plan("platform.echo", {"to": "a"}, {"priority": 2, "delay": 30}, now).job
+    queue = Queue.objects.get(name="default")
+    built = Job(
+        queue=queue,
+        name="platform.echo",
+        payload={"to": "a"},
+        status=JobStatus.DELAYED,
+        priority=2,
+        max_attempts=planned.max_attempts,
+        backoff=planned.backoff,
+        timeout=None,
+        run_at=now + timedelta(seconds=30),
+    )
+    assert _columns(planned) == _columns(built)
+    assert planned._state.adding and planned.queue.name == "default"
+    planned.save()
+    assert _columns(Job.objects.get(pk=planned.pk)) | {"created_at": None} == _columns(planned) | {
+        "created_at": None
+    }
+
+
+def test_a_handler_registered_anew_gives_its_new_defaults_to_later_jobs():
+    from queues.registry import _handlers
+    from queues.registry import job as register
+
+    def redefined(payload):  # a module reloaded: the same function registers again
+        return None
+
+    try:
+        register("test.redefined", attempts=4)(redefined)
+        assert enqueue("test.redefined").max_attempts == 4
+        register("test.redefined", attempts=7)(redefined)
+        assert enqueue("test.redefined").max_attempts == 7
+    finally:
+        _handlers.pop("test.redefined", None)
+
+
+def test_a_post_init_receiver_still_sees_planned_jobs():
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.name)
+
+    post_init.connect(receiver, sender=Job)
+    try:
+        job = enqueue("platform.echo", {})
+    finally:
+        post_init.disconnect(receiver, sender=Job)
+    assert "platform.echo" in seen
+    assert Job.objects.filter(pk=job.pk).exists()
