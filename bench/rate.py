@@ -26,15 +26,13 @@ import time
 from pathlib import Path
 
 from bench.scenarios import start, stop, unfinished, wait_for
+from queues.engine.proctree import descendants
 
 TICK = 0.01
 TICK_HZ = os.sysconf("SC_CLK_TCK")
 
 
 def _tree(pid: int) -> list[int]:
-    # The supervisor module imports queues.models: only after django.setup().
-    from queues.engine.supervisor import descendants
-
     return [pid, *descendants(pid)]
 
 

@@ -332,7 +332,11 @@ def report(results: dict, jobs: int) -> None:
             "| platform `enqueue(durable=False)` (commit without waiting for its flush) | "
             f"{e['platform_group_commit']:,} |"
         )
-        print(f"| platform `enqueue_many` (COPY) | {e['platform_bulk']:,} |")
+        print(
+            f"| platform `enqueue_many` (COPY), {e['platform_bulk_call_rows']:,} rows in one call "
+            f"| {e['platform_bulk_call']:,} |"
+        )
+        print(f"| platform `enqueue_many` (COPY), 5,000 rows per call | {e['platform_bulk']:,} |")
         print(f"| django-q2 `async_task` (shared broker) | {e['q2_single']:,} |")
         print(f"| Celery `delay` | {e['celery_single']:,} |")
     if "bullmq" in results:

@@ -400,6 +400,11 @@ def run_enqueue(jobs: int) -> dict:
     for i in range(single):
         enqueue("platform.echo", {"i": i}, durable=False)
     platform_group_commit = single / (time.perf_counter() - t0)
+    one_call = min(jobs, 50_000)
+    rows = [{"name": "platform.echo", "payload": {"i": i}} for i in range(one_call)]
+    t0 = time.perf_counter()
+    enqueue_many(rows)
+    platform_bulk_call = one_call / (time.perf_counter() - t0)
     bulk = jobs * 4
     t0 = time.perf_counter()
     for start_at in range(0, bulk, 5000):
@@ -435,6 +440,8 @@ def run_enqueue(jobs: int) -> dict:
         "platform_single": round(platform_single),
         "platform_group_commit": round(platform_group_commit),
         "platform_bulk": round(platform_bulk),
+        "platform_bulk_call_rows": one_call,
+        "platform_bulk_call": round(platform_bulk_call),
         "q2_single": round(q2_single),
         "celery_single": round(celery_single),
     }
@@ -617,7 +624,7 @@ def main() -> None:
     elif args.scenario == "scaling":
         out = run_scaling(args.jobs)
     elif args.scenario == "rss":
-        out = run_rss(max(args.jobs, 100_000))
+        out = run_rss(max(args.jobs, 1_000_000))
     else:
         out = run_celery(args.jobs)
     print(json.dumps(out), flush=True)

@@ -25,7 +25,6 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import django_q.cluster
 from django.conf import settings
@@ -37,6 +36,7 @@ from django_q.conf import Conf
 
 from queues import doorbell
 from queues.engine import identity, runtime
+from queues.engine.proctree import descendants
 from queues.engine.recovery import requeue_from_workers
 from queues.metrics import SUPERVISOR_ENV
 from queues.models import Worker
@@ -45,28 +45,6 @@ from queues.selectors import runnable_queue_names
 logger = logging.getLogger("queues.engine.supervisor")
 
 HEARTBEAT_SECONDS = 2.0
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc), deepest last."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, frontier = [], [pid]
-    while frontier:
-        nxt = []
-        for parent in frontier:
-            nxt.extend(children.get(parent, []))
-        found.extend(nxt)
-        frontier = nxt
-    return found
 
 
 def _make_sentinel_class():
