@@ -8,6 +8,8 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from devices import services
 from devices.models import (
@@ -18,12 +20,57 @@ from devices.models import (
     OperationKind,
     OperationStatus,
 )
-from queues.admin.common import ReadOnlyMixin, progress_bar, report_done, status_badge
+from queues.admin.common import ReadOnlyMixin, progress_bar, status_badge
 
 
 def _job_link(op: DeviceOperation):
     url = reverse("admin:queues_job_change", args=[op.job_id])
     return format_html('<a href="{}">{}</a>', url, str(op.job_id)[:13])
+
+
+def _queued_message(kind: OperationKind, count: int) -> str:
+    """What a start/stop/restart action queued (the service wrote the audit rows)."""
+    if kind == OperationKind.START:
+        text = ngettext(
+            "Device start: %(count)d device(s) queued.",
+            "Device start: %(count)d device(s) queued.",
+            count,
+        )
+    elif kind == OperationKind.STOP:
+        text = ngettext(
+            "Device stop: %(count)d device(s) queued.",
+            "Device stop: %(count)d device(s) queued.",
+            count,
+        )
+    else:
+        text = ngettext(
+            "Device restart: %(count)d device(s) queued.",
+            "Device restart: %(count)d device(s) queued.",
+            count,
+        )
+    return text % {"count": count}
+
+
+def _skipped_message(kind: OperationKind, count: int, detail: str) -> str:
+    if kind == OperationKind.START:
+        text = ngettext(
+            "%(count)d device(s) skipped: busy or not in a state to start%(detail)s.",
+            "%(count)d device(s) skipped: busy or not in a state to start%(detail)s.",
+            count,
+        )
+    elif kind == OperationKind.STOP:
+        text = ngettext(
+            "%(count)d device(s) skipped: busy or not in a state to stop%(detail)s.",
+            "%(count)d device(s) skipped: busy or not in a state to stop%(detail)s.",
+            count,
+        )
+    else:
+        text = ngettext(
+            "%(count)d device(s) skipped: busy or not in a state to restart%(detail)s.",
+            "%(count)d device(s) skipped: busy or not in a state to restart%(detail)s.",
+            count,
+        )
+    return text % {"count": count, "detail": detail}
 
 
 # Every status of a device and of an operation (a test checks none is missing).
@@ -55,17 +102,18 @@ class OperationInline(ReadOnlyMixin, admin.TabularInline):
     fields = ["kind", "status_tag", "progress_tag", "job", "attempts", "error", "created_at"]
     readonly_fields = fields
     ordering = ["-id"]
-    verbose_name_plural = "operations"
+    verbose_name = _("operation")
+    verbose_name_plural = _("operations")
 
-    @admin.display(description="status")
+    @admin.display(description=_("status"))
     def status_tag(self, op):
         return status_badge(op.status, OPERATION_COLORS)
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress_tag(self, op):
         return progress_bar(op.progress)
 
-    @admin.display(description="job")
+    @admin.display(description=_("job"))
     def job(self, op):
         return _job_link(op)
 
@@ -98,16 +146,16 @@ class DeviceAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "id"] if obj else self.readonly_fields
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def status_tag(self, device):
         return status_badge(device.status, DEVICE_COLORS)
 
-    @admin.display(description="operation")
+    @admin.display(description=_("operation"))
     def operation(self, device):
         op = device.current_operation
         return f"{op.kind} ({op.status})" if op else "-"
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress_tag(self, device):
         op = device.current_operation
         return progress_bar(op.progress) if op else "-"
@@ -133,24 +181,20 @@ class DeviceAdmin(admin.ModelAdmin):
             except services.DeviceStateError as exc:  # changed since the filter ran
                 refused.append(str(exc))
         skipped = queryset.count() - queued
-        report_done(self, request, action=f"device_{kind}", count=queued, noun="device(s) queued")
+        self.message_user(request, _queued_message(kind, queued))
         if skipped:
             detail = f" ({'; '.join(refused[:3])})" if refused else ""
-            self.message_user(
-                request,
-                f"{skipped} device(s) skipped: busy or not in a state to {kind}{detail}.",
-                messages.WARNING,
-            )
+            self.message_user(request, _skipped_message(kind, skipped, detail), messages.WARNING)
 
-    @admin.action(description="Start selected devices", permissions=["change"])
+    @admin.action(description=_("Start selected devices"), permissions=["change"])
     def start_selected(self, request, queryset):
         self._operate(request, queryset, OperationKind.START, services.start_device)
 
-    @admin.action(description="Stop selected devices", permissions=["change"])
+    @admin.action(description=_("Stop selected devices"), permissions=["change"])
     def stop_selected(self, request, queryset):
         self._operate(request, queryset, OperationKind.STOP, services.stop_device)
 
-    @admin.action(description="Restart selected devices", permissions=["change"])
+    @admin.action(description=_("Restart selected devices"), permissions=["change"])
     def restart_selected(self, request, queryset):
         self._operate(request, queryset, OperationKind.RESTART, services.restart_device)
 
@@ -166,14 +210,14 @@ class DeviceOperationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     ordering = ["-id"]
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def status_tag(self, op):
         return status_badge(op.status, OPERATION_COLORS)
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress_tag(self, op):
         return progress_bar(op.progress)
 
-    @admin.display(description="job")
+    @admin.display(description=_("job"))
     def job(self, op):
         return _job_link(op)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from queues import signals
 from queues.exceptions import PermanentError
@@ -9,7 +10,7 @@ QUEUE = "device-operation"
 
 class DevicesConfig(AppConfig):
     name = "devices"
-    verbose_name = "Devices"
+    verbose_name = _("Devices")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -39,6 +39,9 @@ from django.core.exceptions import ValidationError
 
 from devices import selectors, services
 from devices.models import (
+    MAX_DPI,
+    MIN_DPI,
+    RESOLUTION,
     Device,
     DeviceOperation,
     OperationKind,
@@ -283,35 +286,111 @@ def run_operation(ctx, payload: Any, kind: OperationKind) -> dict | None:
     }
 
 
-@job("start-device", queue=QUEUE, priority=Priority.HIGH)
+def _schema(kind: OperationKind, **fields: dict) -> dict:
+    """The JSON schema of ``kind``'s payload: its shape and types. Nothing is required and
+    package names and URLs are not checked here: ``_payload`` does it when the job runs, and
+    fails it, with the reason on its operation, whatever enqueued it."""
+    return {
+        "type": "object",
+        "properties": {
+            "deviceId": {"type": "string", "minLength": 1},
+            "operation": {"const": kind.value},
+            "params": {
+                "type": ["object", "null"],
+                "properties": {
+                    "resolution": {"type": "string", "pattern": RESOLUTION.pattern},
+                    "dpi": {"type": "integer", "minimum": MIN_DPI, "maximum": MAX_DPI},
+                },
+            },
+            **fields,
+        },
+    }
+
+
+PACKAGE = {"packageName": {"type": "string"}}
+EXAMPLE_PACKAGE = "com.example.shop"
+
+
+@job(
+    "start-device",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={
+        "deviceId": "device-001",
+        "operation": "start",
+        "params": {"resolution": "1080x1920", "dpi": 480},
+    },
+    schema=_schema(OperationKind.START),
+)
 def start_device(ctx, payload):
     """Check 10 %, allocate 30 %, start the container 50 %, configure 70 %, verify 90 %,
     done 100 %."""
     return run_operation(ctx, payload, OperationKind.START)
 
 
-@job("stop-device", queue=QUEUE, priority=Priority.HIGH)
+@job(
+    "stop-device",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={"deviceId": "device-001", "operation": "stop", "params": {}},
+    schema=_schema(OperationKind.STOP),
+)
 def stop_device(ctx, payload):
     return run_operation(ctx, payload, OperationKind.STOP)
 
 
-@job("restart-device", queue=QUEUE, priority=Priority.HIGH)
+@job(
+    "restart-device",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={"deviceId": "device-001", "operation": "restart", "params": {}},
+    schema=_schema(OperationKind.RESTART),
+)
 def restart_device(ctx, payload):
     return run_operation(ctx, payload, OperationKind.RESTART)
 
 
-@job("reset-device", queue=QUEUE, priority=Priority.HIGH)
+@job(
+    "reset-device",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={"deviceId": "device-001", "operation": "reset", "params": {}},
+    schema=_schema(OperationKind.RESET),
+)
 def reset_device(ctx, payload):
     return run_operation(ctx, payload, OperationKind.RESET)
 
 
-@job("install-app", queue=QUEUE, priority=Priority.HIGH)
+@job(
+    "install-app",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={
+        "deviceId": "device-001",
+        "operation": "install",
+        "packageName": EXAMPLE_PACKAGE,
+        "apkUrl": "https://downloads.example.com/apk/shop-2.4.1.apk",
+        "params": {},
+    },
+    schema=_schema(OperationKind.INSTALL, **PACKAGE, apkUrl={"type": "string"}),
+)
 def install_app(ctx, payload):
     """Download 20 %, verify the APK 40 %, push 60 %, install 80 %, verify the installation
     95 %, done 100 %."""
     return run_operation(ctx, payload, OperationKind.INSTALL)
 
 
-@job("uninstall-app", queue=QUEUE, priority=Priority.HIGH)
+@job(
+    "uninstall-app",
+    queue=QUEUE,
+    priority=Priority.HIGH,
+    example={
+        "deviceId": "device-001",
+        "operation": "uninstall",
+        "packageName": EXAMPLE_PACKAGE,
+        "params": {},
+    },
+    schema=_schema(OperationKind.UNINSTALL, **PACKAGE),
+)
 def uninstall_app(ctx, payload):
     return run_operation(ctx, payload, OperationKind.UNINSTALL)

@@ -21,6 +21,8 @@ from django.core.validators import (
 )
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 DEFAULT_RESOLUTION = "1080x1920"
 DEFAULT_DPI = 480
@@ -33,32 +35,32 @@ def new_device_id() -> str:
 
 
 class DeviceStatus(models.TextChoices):
-    STOPPED = "stopped", "Stopped"
-    STARTING = "starting", "Starting"
-    RUNNING = "running", "Running"
-    STOPPING = "stopping", "Stopping"
-    RESTARTING = "restarting", "Restarting"
-    RESETTING = "resetting", "Resetting"
-    ERROR = "error", "Error"
+    STOPPED = "stopped", _("Stopped")
+    STARTING = "starting", _("Starting")
+    RUNNING = "running", _("Running")
+    STOPPING = "stopping", _("Stopping")
+    RESTARTING = "restarting", _("Restarting")
+    RESETTING = "resetting", _("Resetting")
+    ERROR = "error", _("Error")
 
 
 class OperationKind(models.TextChoices):
-    START = "start", "Start"
-    STOP = "stop", "Stop"
-    RESTART = "restart", "Restart"
-    RESET = "reset", "Reset"
-    INSTALL = "install", "Install app"
-    UNINSTALL = "uninstall", "Uninstall app"
+    START = "start", _("Start")
+    STOP = "stop", _("Stop")
+    RESTART = "restart", _("Restart")
+    RESET = "reset", _("Reset")
+    INSTALL = "install", _("Install app")
+    UNINSTALL = "uninstall", _("Uninstall app")
 
 
 class OperationStatus(models.TextChoices):
-    WAITING = "waiting", "Waiting"
-    RUNNING = "running", "Running"
+    WAITING = "waiting", _("Waiting")
+    RUNNING = "running", _("Running")
     # A step failed and the job will try again after its backoff.
-    RETRYING = "retrying", "Retrying"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    RETRYING = "retrying", _("Retrying")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 UNFINISHED_OPERATION_STATUSES = frozenset(
@@ -90,11 +92,14 @@ FINAL_STATE = {
     OperationKind.RESTART: S.RUNNING,
     OperationKind.RESET: S.STOPPED,
 }
-VERBS = {
-    OperationKind.START: "started",
-    OperationKind.STOP: "stopped",
-    OperationKind.RESTART: "restarted",
-    OperationKind.RESET: "reset",
+# The refusal of an operation from a state it cannot start from (see ``refusal``).
+REFUSALS = {
+    OperationKind.START: _("device %(id)s is %(status)s; it can be started only when %(allowed)s"),
+    OperationKind.STOP: _("device %(id)s is %(status)s; it can be stopped only when %(allowed)s"),
+    OperationKind.RESTART: _(
+        "device %(id)s is %(status)s; it can be restarted only when %(allowed)s"
+    ),
+    OperationKind.RESET: _("device %(id)s is %(status)s; it can be reset only when %(allowed)s"),
 }
 PACKAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$")
 RESOLUTION = re.compile(r"^[1-9][0-9]{2,4}x[1-9][0-9]{2,4}$")
@@ -102,21 +107,31 @@ _apk_url = URLValidator(schemes=["http", "https"])
 
 
 def refusal(device: Device, kind: str, *, package_name: str = "") -> str | None:
-    """Why ``kind`` cannot run on ``device`` now, or None if it can."""
+    """Why ``kind`` cannot run on ``device`` now, or None if it can (in the active
+    language: the API and the admin show it; a worker writes it in the default one)."""
     kind = OperationKind(kind)
+    values = {"id": device.pk, "status": device.status}
     if device.status in ALLOWED_FROM[kind]:
         if kind == OperationKind.UNINSTALL and package_name not in device.installed_apps:
-            return f"{package_name} is not installed on device {device.pk}"
+            return gettext("%(package)s is not installed on device %(id)s") % {
+                "package": package_name,
+                "id": device.pk,
+            }
         return None
-    if kind in (OperationKind.INSTALL, OperationKind.UNINSTALL):
-        action = "installed" if kind == OperationKind.INSTALL else "uninstalled"
+    if kind == OperationKind.INSTALL:
         return (
-            f"device {device.pk} is {device.status}; apps can be {action} only on a running device"
+            gettext("device %(id)s is %(status)s; apps can be installed only on a running device")
+            % values
+        )
+    if kind == OperationKind.UNINSTALL:
+        return (
+            gettext("device %(id)s is %(status)s; apps can be uninstalled only on a running device")
+            % values
         )
     if device.status == FINAL_STATE[kind] and kind in (OperationKind.START, OperationKind.STOP):
-        return f"device {device.pk} is already {device.status}"
-    allowed = " or ".join(sorted(ALLOWED_FROM[kind]))
-    return f"device {device.pk} is {device.status}; it can be {VERBS[kind]} only when {allowed}"
+        return gettext("device %(id)s is already %(status)s") % values
+    allowed = gettext(" or ").join(sorted(ALLOWED_FROM[kind]))
+    return str(REFUSALS[kind]) % {**values, "allowed": allowed}
 
 
 def clean_params(params: Any) -> dict:
@@ -125,33 +140,40 @@ def clean_params(params: Any) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise ValidationError({"params": ["params must be a JSON object"]})
+        raise ValidationError({"params": [gettext("params must be a JSON object")]})
     resolution = params.get("resolution")
     if resolution is not None and not (
         isinstance(resolution, str) and RESOLUTION.match(resolution)
     ):
-        raise ValidationError({"resolution": [f"expected WIDTHxHEIGHT, got {resolution!r}"]})
+        message = gettext("expected WIDTHxHEIGHT, got %(value)r") % {"value": resolution}
+        raise ValidationError({"resolution": [message]})
     dpi = params.get("dpi")
     if dpi is not None and (
         isinstance(dpi, bool) or not isinstance(dpi, int) or not MIN_DPI <= dpi <= MAX_DPI
     ):
-        raise ValidationError({"dpi": [f"dpi must be an integer from {MIN_DPI} to {MAX_DPI}"]})
+        message = gettext("dpi must be an integer from %(min)s to %(max)s") % {
+            "min": MIN_DPI,
+            "max": MAX_DPI,
+        }
+        raise ValidationError({"dpi": [message]})
     return dict(params)
 
 
 def clean_package_name(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 255 or not PACKAGE_NAME.match(value):
-        raise ValidationError({"packageName": [f"not an Android package name: {value!r}"]})
+        message = gettext("not an Android package name: %(value)r") % {"value": value}
+        raise ValidationError({"packageName": [message]})
     return value
 
 
 def clean_apk_url(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValidationError({"apkUrl": ["apkUrl must be an http(s) URL"]})
+        raise ValidationError({"apkUrl": [gettext("apkUrl must be an http(s) URL")]})
     try:
         _apk_url(value)
     except ValidationError:
-        raise ValidationError({"apkUrl": [f"not an http(s) URL: {value!r}"]}) from None
+        message = gettext("not an http(s) URL: %(value)r") % {"value": value}
+        raise ValidationError({"apkUrl": [message]}) from None
     return value
 
 
@@ -163,18 +185,22 @@ class Device(models.Model):
         max_length=64,
         default=new_device_id,
         validators=[validate_slug],
-        help_text="The deviceId of the job payloads, e.g. device-001.",
+        verbose_name=_("ID"),
+        help_text=_("The deviceId of the job payloads, e.g. device-001."),
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(_("name"), max_length=200)
     status = models.CharField(
+        _("status"),
         max_length=16,
         choices=DeviceStatus.choices,
         default=DeviceStatus.STOPPED,
         db_default=DeviceStatus.STOPPED,
     )
-    resolution = models.CharField(max_length=20, default=DEFAULT_RESOLUTION)
+    resolution = models.CharField(_("resolution"), max_length=20, default=DEFAULT_RESOLUTION)
     dpi = models.PositiveSmallIntegerField(
-        default=DEFAULT_DPI, validators=[MinValueValidator(MIN_DPI), MaxValueValidator(MAX_DPI)]
+        _("DPI"),
+        default=DEFAULT_DPI,
+        validators=[MinValueValidator(MIN_DPI), MaxValueValidator(MAX_DPI)],
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -182,20 +208,26 @@ class Device(models.Model):
         null=True,
         blank=True,
         related_name="devices",
+        verbose_name=_("owner"),
     )
-    installed_apps = models.JSONField(default=list, blank=True, help_text="Package names.")
+    installed_apps = models.JSONField(
+        _("installed apps"), default=list, blank=True, help_text=_("Package names.")
+    )
     current_operation = models.ForeignKey(
         "DeviceOperation",
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        help_text="The unfinished operation, if any; at most one at a time.",
+        verbose_name=_("current operation"),
+        help_text=_("The unfinished operation, if any; at most one at a time."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("device")
+        verbose_name_plural = _("devices")
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
@@ -218,20 +250,26 @@ class Device(models.Model):
 class DeviceOperation(models.Model):
     """One requested operation on a device and its outcome; one row per job."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="operations")
-    kind = models.CharField(max_length=16, choices=OperationKind.choices)
-    job_id = models.UUIDField(help_text="The queues Job that runs this operation.")
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="operations", verbose_name=_("device")
+    )
+    kind = models.CharField(_("operation"), max_length=16, choices=OperationKind.choices)
+    job_id = models.UUIDField(_("job ID"), help_text=_("The queues Job that runs this operation."))
     status = models.CharField(
+        _("status"),
         max_length=16,
         choices=OperationStatus.choices,
         default=OperationStatus.WAITING,
         db_default=OperationStatus.WAITING,
     )
-    progress = models.PositiveSmallIntegerField(default=0, db_default=0)
-    params = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True, default="")
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0, db_default=0)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
     attempts = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="Attempts of the job that ran this operation."
+        _("attempts"),
+        default=0,
+        db_default=0,
+        help_text=_("Attempts of the job that ran this operation."),
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -239,12 +277,15 @@ class DeviceOperation(models.Model):
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("requested by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("device operation")
+        verbose_name_plural = _("device operations")
         ordering = ["-id"]
         constraints = [
             # The handler finds its operation by job id (and a retried job reuses it).

@@ -17,6 +17,7 @@ from uuid import UUID
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from devices.models import (
     ALLOWED_FROM,
@@ -122,10 +123,10 @@ def _request(
         locked = lock()
         if locked.current_operation_id is not None:
             op = locked.current_operation
-            raise DeviceStateError(
-                f"device {locked.pk} is busy: operation {op.pk} ({op.kind}) is {op.status}",
-                state=locked.status,
-            )
+            message = gettext(
+                "device %(id)s is busy: operation %(operation)s (%(kind)s) is %(status)s"
+            ) % {"id": locked.pk, "operation": op.pk, "kind": op.kind, "status": op.status}
+            raise DeviceStateError(message, state=locked.status)
         reason = refusal(locked, kind, package_name=extra.get("packageName", ""))
         if reason:
             raise DeviceStateError(reason, state=locked.status)

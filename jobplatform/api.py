@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,13 +24,13 @@ from scheduling.cron import ScheduleError
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The operation does not apply in the current state."
+    default_detail = _("The operation does not apply in the current state.")
     default_code = "conflict"
 
 
 def _domain_error(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, JobNotFound | QueueNotFound | Http404):
-        return exceptions.NotFound(str(exc) or "Not found.")
+        return exceptions.NotFound(str(exc) or gettext("Not found."))
     if isinstance(exc, InvalidJobState):
         return Conflict(str(exc))
     if isinstance(exc, EnqueueError | ScheduleError):
@@ -60,7 +62,11 @@ def _too_big(request) -> JsonResponse | None:
     limit = settings.API_MAX_BODY_BYTES
     if length > limit:
         return JsonResponse(
-            {"detail": f"request body is {length} bytes; the limit is {limit}"}, status=413
+            {
+                "detail": gettext("request body is %(length)s bytes; the limit is %(limit)s")
+                % {"length": length, "limit": limit}
+            },
+            status=413,
         )
     return None
 

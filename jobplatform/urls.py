@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from queues.dashboard import dashboard_data_view, dashboard_view
@@ -24,6 +25,14 @@ urlpatterns = [
         admin.site.admin_view(dashboard_data_view),
         name="queues_dashboard_data",
     ),
+    # The console's own JavaScript strings (gettext() in queues/static), in the page's
+    # language.
+    path(
+        "admin/jp-jsi18n/",
+        JavaScriptCatalog.as_view(packages=["queues", "scheduling", "devices"]),
+        name="jp_javascript_catalog",
+    ),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's switch
     path("admin/", admin.site.urls),
     path("api/v1/", include(api)),
     path("metrics", metrics_view, name="metrics"),

@@ -16,6 +16,45 @@ EMAIL_OPTIONS = {
     "backoff": {"type": "exponential", "delay": 2000},
 }
 
+_ADDRESSES = {"type": ["string", "array"], "items": {"type": "string"}}
+_MAYBE_ADDRESSES = {"type": ["string", "array", "null"], "items": {"type": "string"}}
+_MAYBE_TEXT = {"type": ["string", "null"]}
+
+# One message (EmailJobData): its shape and types. mail.build checks the rest when the job
+# runs (addresses, a one-line subject, text or html, attachments) and fails it with why.
+EMAIL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "to": _ADDRESSES,
+        "subject": {"type": "string"},
+        "text": _MAYBE_TEXT,
+        "html": _MAYBE_TEXT,
+        "cc": _MAYBE_ADDRESSES,
+        "bcc": _MAYBE_ADDRESSES,
+        "from": _MAYBE_TEXT,
+        "attachments": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "properties": {
+                    "filename": {"type": "string"},
+                    "path": _MAYBE_TEXT,
+                    "content": _MAYBE_TEXT,
+                    "content_base64": _MAYBE_TEXT,
+                    "contentType": _MAYBE_TEXT,
+                },
+            },
+        },
+    },
+    "required": ["to", "subject"],
+}
+
+EMAIL_EXAMPLE = {
+    "to": ["ops@example.com"],
+    "subject": "Nightly export ready",
+    "text": "The nightly export finished: 2005 rows.",
+}
+
 
 def _step(ctx, pct: int, what: str) -> None:
     ctx.progress(pct)
@@ -38,12 +77,12 @@ def _send_one(ctx, payload) -> dict:
     return result
 
 
-@job("send-email", **EMAIL_OPTIONS)
+@job("send-email", example=EMAIL_EXAMPLE, schema=EMAIL_SCHEMA, **EMAIL_OPTIONS)
 def send_email(ctx, payload):
     return _send_one(ctx, payload)
 
 
-@job("send-scheduled-email", **EMAIL_OPTIONS)
+@job("send-scheduled-email", example=EMAIL_EXAMPLE, schema=EMAIL_SCHEMA, **EMAIL_OPTIONS)
 def send_scheduled_email(ctx, payload):
     """The same message, enqueued to run at a given time (``run_at``)."""
     return _send_one(ctx, payload)
@@ -55,6 +94,19 @@ def send_scheduled_email(ctx, payload):
     attempts=3,
     priority=7,
     backoff={"type": "exponential", "delay": 2000},
+    example={
+        "emails": [
+            EMAIL_EXAMPLE,
+            {"to": "alice@example.com", "subject": "Welcome", "html": "<p>Welcome aboard</p>"},
+        ]
+    },
+    # Each message is only an object here: a malformed one is reported in the result as
+    # failed while the others are still sent.
+    schema={
+        "type": "object",
+        "properties": {"emails": {"type": "array", "minItems": 1, "items": {"type": "object"}}},
+        "required": ["emails"],
+    },
 )
 def send_batch_email(ctx, payload):
     """``{"emails": [EmailJobData, ...]}``: one after another over one connection; each
@@ -88,7 +140,22 @@ def send_batch_email(ctx, payload):
     return {"sent": sent, "failed": len(results) - sent, "results": results}
 
 
-@job("send-push", queue="notification", attempts=3, backoff={"type": "exponential", "delay": 2000})
+@job(
+    "send-push",
+    queue="notification",
+    attempts=3,
+    backoff={"type": "exponential", "delay": 2000},
+    example={"to": "ops-device", "title": "Export ready", "body": "2005 rows exported"},
+    schema={
+        "type": "object",
+        "properties": {
+            "to": {"type": "string"},
+            "title": {"type": "string"},
+            "body": {"type": "string"},
+        },
+        "required": ["to"],
+    },
+)
 def send_push(ctx, payload):
     """No push service is wired in, so nothing leaves the platform: the notification is
     written to the job's log and returned as its result (``"provider": "log"``)."""

@@ -3,6 +3,8 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.template import Engine, TemplateSyntaxError
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 
 def check_template(fields: dict[str, str]) -> None:
@@ -12,31 +14,39 @@ def check_template(fields: dict[str, str]) -> None:
         try:
             Engine().from_string(source or "")
         except TemplateSyntaxError as exc:
-            errors[field] = f"not a valid template: {exc}"
+            errors[field] = gettext("not a valid template: %(error)s") % {"error": exc}
     if errors:
         raise ValidationError(errors)
 
 
 class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
-    WEBHOOK = "webhook", "Webhook"
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+    PUSH = "push", _("Push")
+    WEBHOOK = "webhook", _("Webhook")
 
 
 class NotificationTemplate(models.Model):
     """A message with variables (Django template syntax), editable in the admin."""
 
-    name = models.SlugField(max_length=100, unique=True)
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    name = models.SlugField(_("name"), max_length=100, unique=True)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     subject = models.CharField(
-        max_length=300, blank=True, default="", help_text="Email subject / push title."
+        _("subject"),
+        max_length=300,
+        blank=True,
+        default="",
+        help_text=_("Email subject / push title."),
     )
-    body = models.TextField(help_text="Text body; e.g. 'Welcome, {{ user.name }}!'")
-    html_body = models.TextField(blank=True, default="", help_text="Email only (optional).")
-    updated_at = models.DateTimeField(auto_now=True)
+    body = models.TextField(_("body"), help_text=_("Text body; e.g. 'Welcome, {{ user.name }}!'"))
+    html_body = models.TextField(
+        _("HTML body"), blank=True, default="", help_text=_("Email only (optional).")
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("notification template")
+        verbose_name_plural = _("notification templates")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -50,15 +60,20 @@ class Subscription(models.Model):
     """Deliver ``event`` on ``template``'s channel to ``recipient`` (itself a template,
     e.g. ``{{ user.email }}``, a phone number, or a webhook URL)."""
 
-    event = models.CharField(max_length=100, help_text="e.g. user.registered")
+    event = models.CharField(_("event"), max_length=100, help_text=_("e.g. user.registered"))
     template = models.ForeignKey(
-        NotificationTemplate, on_delete=models.PROTECT, related_name="subscriptions"
+        NotificationTemplate,
+        on_delete=models.PROTECT,
+        related_name="subscriptions",
+        verbose_name=_("template"),
     )
-    recipient = models.CharField(max_length=500)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    recipient = models.CharField(_("recipient"), max_length=500)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         ordering = ["event", "id"]
         indexes = [models.Index(fields=["event", "active"], name="subscription_event_idx")]
 

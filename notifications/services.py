@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.template import Context, Engine
+from django.utils.translation import gettext
 
 from notifications import mail
 from notifications.models import Channel, Subscription
@@ -75,7 +76,7 @@ def send_scheduled_email(
 def send_batch_email(messages: list[dict], *, priority: int = Priority.LOW) -> Job:
     """One job sending every message in turn, at LOW priority by default."""
     if not isinstance(messages, list) or not messages:
-        raise EnqueueError("messages must be a non-empty list")
+        raise EnqueueError(gettext("messages must be a non-empty list"))
     return enqueue("send-batch-email", {"emails": messages}, priority=priority)
 
 
@@ -94,7 +95,7 @@ def publish_event(event: str, context: dict[str, Any]) -> list[Job]:
     """Deliver ``event`` to every active subscription, each delivery its own job on its
     channel's queue (email, sms, push, webhook), in one transaction."""
     if not isinstance(event, str) or not event:
-        raise EnqueueError("an event name is required, e.g. 'user.registered'")
+        raise EnqueueError(gettext("an event name is required, e.g. 'user.registered'"))
     specs = []
     subscriptions = Subscription.objects.filter(event=event, active=True).select_related("template")
     for sub in subscriptions:

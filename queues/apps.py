@@ -4,11 +4,12 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
+from django.utils.translation import gettext_lazy as _
 
 
 class QueuesConfig(AppConfig):
     name = "queues"
-    verbose_name = "Queues and jobs"
+    verbose_name = _("Queues and jobs")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

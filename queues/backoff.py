@@ -4,6 +4,8 @@
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 from queues.exceptions import EnqueueError
 
 BACKOFF_TYPES = ("fixed", "exponential")
@@ -17,7 +19,8 @@ def normalize_backoff(value: Any) -> dict:
     """
     if isinstance(value, bool):
         raise EnqueueError(
-            f"backoff must be a dict like {{'type': 'fixed', 'delay': 1000}}, got {value!r}"
+            gettext("backoff must be a dict like %(example)s, got %(value)s")
+            % {"example": "{'type': 'fixed', 'delay': 1000}", "value": repr(value)}
         )
     if isinstance(value, int | float):
         value = {"type": "fixed", "delay": value}
@@ -25,16 +28,21 @@ def normalize_backoff(value: Any) -> dict:
         value = dict(zip(("type", "delay", "max_delay"), value, strict=False))
     if not isinstance(value, dict):
         raise EnqueueError(
-            f"backoff must be a dict like {{'type': 'exponential', 'delay': 2000}}, got {value!r}"
+            gettext("backoff must be a dict like %(example)s, got %(value)s")
+            % {"example": "{'type': 'exponential', 'delay': 2000}", "value": repr(value)}
         )
     unknown = set(value) - {"type", "delay", "max_delay"}
     if unknown:
         raise EnqueueError(
-            f"backoff has unknown keys {sorted(unknown)}; use type, delay, max_delay"
+            gettext("backoff has unknown keys %(keys)s; use type, delay, max_delay")
+            % {"keys": sorted(unknown)}
         )
     kind = value.get("type", "fixed")
     if kind not in BACKOFF_TYPES:
-        raise EnqueueError(f"backoff type must be one of {BACKOFF_TYPES}, got {kind!r}")
+        raise EnqueueError(
+            gettext("backoff type must be one of %(types)s, got %(type)s")
+            % {"types": BACKOFF_TYPES, "type": repr(kind)}
+        )
     result = {"type": kind, "delay": _milliseconds(value.get("delay", 0), "delay")}
     if value.get("max_delay") is not None:
         result["max_delay"] = _milliseconds(value["max_delay"], "max_delay")
@@ -43,7 +51,10 @@ def normalize_backoff(value: Any) -> dict:
 
 def _milliseconds(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise EnqueueError(f"backoff {key} must be a number of milliseconds >= 0, got {value!r}")
+        raise EnqueueError(
+            gettext("backoff %(key)s must be a number of milliseconds >= 0, got %(value)s")
+            % {"key": key, "value": repr(value)}
+        )
     return int(value)
 
 

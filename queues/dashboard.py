@@ -18,10 +18,11 @@ from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from queues.extensions import panels
 from queues.metrics import DURATION_BINS_MS, percentile_from_histogram
-from queues.models import Queue, QueueMinute, Worker
+from queues.models import JobStatus, Queue, QueueMinute, Worker
 from queues.selectors import bucket_rates, is_live, live_workers, queues_without_worker
 
 
@@ -141,15 +142,18 @@ def _alerts(
     cfg = settings.JOBPLATFORM
     alerts = []
     if waiting > cfg["ALERT_WAITING"]:
-        alerts.append(f"waiting > {cfg['ALERT_WAITING']}")
+        alerts.append(_("waiting > %(n)s") % {"n": cfg["ALERT_WAITING"]})
     if failure_rate > cfg["ALERT_FAILURE_RATE"]:
-        alerts.append(f"failure rate > {cfg['ALERT_FAILURE_RATE']:.0%}")
+        alerts.append(
+            _("failure rate > %(pct)s")
+            % {"pct": f"{cfg['ALERT_FAILURE_RATE']:.0%}"}  # a number and a sign
+        )
     if avg_ms is not None and avg_ms / 1000 > cfg["ALERT_AVG_SECONDS"]:
-        alerts.append(f"average > {cfg['ALERT_AVG_SECONDS']:g} s")
+        alerts.append(_("average > %(s)s s") % {"s": f"{cfg['ALERT_AVG_SECONDS']:g}"})
     if latency > cfg["ALERT_LATENCY_SECONDS"]:
-        alerts.append(f"latency > {cfg['ALERT_LATENCY_SECONDS']:g} s")
+        alerts.append(_("latency > %(s)s s") % {"s": f"{cfg['ALERT_LATENCY_SECONDS']:g}"})
     if no_worker:
-        alerts.append("no live worker")
+        alerts.append(_("no live worker"))
     return alerts
 
 
@@ -177,7 +181,29 @@ def dashboard_view(request):
 
     context = {
         **admin.site.each_context(request),
-        "title": "Job platform dashboard",
+        "title": _("Job platform dashboard"),
         "data": dashboard_data(),
     }
     return render(request, "admin/queues/dashboard.html", context)
+
+
+def index_summary(now: datetime | None = None) -> dict:
+    """What the admin index opens with: jobs by status over every queue, the queues with
+    alerts, and the workers (from the snapshots and minute buckets, never a count of the
+    job table)."""
+    now = now or timezone.now()
+    per_queue, _minutes = _last_hour(now)
+    rows = _queue_rows(now, per_queue)["queues"]
+    totals: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for status, n in row["counts"].items():
+            totals[status] += n
+    workers = _workers(now)
+    return {
+        "counts": [(status, label, totals.get(status, 0)) for status, label in JobStatus.choices],
+        "alerts": [(row["name"], row["alerts"]) for row in rows if row["alerts"]],
+        "workers_online": sum(1 for w in workers if not w["stale"]),
+        "workers_stale": sum(1 for w in workers if w["stale"]),
+        "done_1h": sum(row["completed_1h"] for row in rows),
+        "failed_1h": sum(row["failed_1h"] for row in rows),
+    }

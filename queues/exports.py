@@ -93,7 +93,24 @@ def _jobs_export(filters: dict) -> Export:
 register_export("jobs", _jobs_export)
 
 
-@job("export-data", queue="data-export", priority=7, attempts=2, timeout=3600)
+@job(
+    "export-data",
+    queue="data-export",
+    priority=7,
+    attempts=2,
+    timeout=3600,
+    example={"kind": "jobs", "filters": {"queue": "email", "status": "failed"}},
+    # ``kind`` is any string: exports register at startup, and an unknown one fails the job
+    # with the known ones; each export checks its own filters.
+    schema={
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string"},
+            "filters": {"type": ["object", "null"]},
+        },
+        "required": ["kind"],
+    },
+)
 def export_data(ctx, payload):
     """``{"kind": "jobs" | "devices" | ..., "filters": {...}}`` -> a CSV file, downloadable
     from the job's page in the admin."""

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from queues import doorbell
 from queues.models import Job, JobStatus, SchedulerHeartbeat
@@ -38,9 +39,9 @@ def _database():
 
 def _redis():
     if not doorbell.redis_enabled():
-        return True, "not configured (ORM broker)"
+        return True, gettext("not configured (ORM broker)")
     doorbell.redis_client().ping()
-    return True, "ping ok"
+    return True, gettext("ping ok")
 
 
 def _workers(now):
@@ -51,16 +52,23 @@ def _workers(now):
     problems = []
     for name in needy:
         if name in orphaned:
-            problems.append(f"queue {name} has waiting jobs and no live worker")
+            problems.append(
+                gettext("queue %(queue)s has waiting jobs and no live worker") % {"queue": name}
+            )
             continue
         serving = [w for w in live if serves(w[1], name)]
         frozen_after = now - timedelta(seconds=cfg["FREEZE_SECONDS"])
         if all(w[2] is not None and w[2] < frozen_after for w in serving):
             problems.append(
-                f"queue {name} has waiting jobs and its workers made no progress for "
-                f"{cfg['FREEZE_SECONDS']:g}s (frozen cluster)"
+                gettext(
+                    "queue %(queue)s has waiting jobs and its workers made no progress for "
+                    "%(seconds)ss (frozen cluster)"
+                )
+                % {"queue": name, "seconds": f"{cfg['FREEZE_SECONDS']:g}"}
             )
-    return not problems, problems or f"{len(live)} live worker(s)"
+    return not problems, problems or ngettext(
+        "%(count)d live worker(s)", "%(count)d live worker(s)", len(live)
+    ) % {"count": len(live)}
 
 
 def _scheduler(now):
@@ -70,9 +78,9 @@ def _scheduler(now):
         .first()
     )
     if last is None:
-        return False, "no runscheduler has ticked"
+        return False, gettext("no runscheduler has ticked")
     age = (now - last).total_seconds()
-    return age <= SCHEDULER_STALE_SECONDS, f"last tick {age:.1f}s ago"
+    return age <= SCHEDULER_STALE_SECONDS, gettext("last tick %(age)ss ago") % {"age": f"{age:.1f}"}
 
 
 def _canary(timeout: float):
@@ -83,9 +91,12 @@ def _canary(timeout: float):
         status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
         if status == JobStatus.COMPLETED:
             Job.objects.filter(pk=job.pk).delete()
-            return True, f"platform.echo round trip ok ({job.pk})"
+            return True, gettext("platform.echo round trip ok (%(id)s)") % {"id": job.pk}
         time.sleep(0.05)
-    return False, f"platform.echo job {job.pk} did not complete within {timeout:g}s"
+    return False, gettext("platform.echo job %(id)s did not complete within %(timeout)ss") % {
+        "id": job.pk,
+        "timeout": f"{timeout:g}",
+    }
 
 
 def run_checks(*, canary: bool = False, canary_timeout: float = 10.0) -> tuple[bool, dict]:

@@ -8,13 +8,21 @@ from queues.registry import job
 from queues.services import apply_retention as apply
 
 
-@job("platform.echo")
+@job("platform.echo", example={"message": "hello"})
 def echo(ctx, payload):
     """Return the payload unchanged."""
     return payload
 
 
-@job("platform.sleep")
+@job(
+    "platform.sleep",
+    example={"seconds": 2},
+    schema={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "minimum": 0}},
+        "additionalProperties": False,
+    },
+)
 def sleep(ctx, payload):
     """Sleep ``{"seconds": s}``, reporting progress about ten times."""
     seconds = float((payload or {}).get("seconds", 1))
@@ -29,7 +37,14 @@ def sleep(ctx, payload):
     return {"slept": seconds}
 
 
-@job("platform.fail")
+@job(
+    "platform.fail",
+    example={"message": "smtp down", "permanent": True},
+    schema={
+        "type": "object",
+        "properties": {"message": {"type": "string"}, "permanent": {"type": "boolean"}},
+    },
+)
 def fail(ctx, payload):
     """Fail with ``{"message": m}``; ``"permanent": true`` fails without retry."""
     payload = payload or {}
@@ -39,7 +54,13 @@ def fail(ctx, payload):
     raise RuntimeError(message)
 
 
-@job("platform.apply-retention", queue="default", attempts=1)
+@job(
+    "platform.apply-retention",
+    queue="default",
+    attempts=1,
+    example={},
+    schema={"type": "object", "maxProperties": 0},
+)
 def apply_retention(ctx, payload):
     """Delete finished jobs past their queue's retention, on demand (runscheduler applies
     it by itself every minute)."""

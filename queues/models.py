@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from queues.durations import duration_ms
 from queues.ids import uuid7
@@ -17,58 +19,75 @@ def default_backoff() -> dict:
 class Queue(models.Model):
     """A named queue: its defaults, limits and retention. Jobs always belong to one."""
 
-    name = models.SlugField(max_length=100, unique=True)
-    description = models.TextField(blank=True, default="")
-    paused = models.BooleanField(default=False, db_default=False)
+    name = models.SlugField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True, default="")
+    paused = models.BooleanField(_("paused"), default=False, db_default=False)
 
-    default_priority = models.PositiveSmallIntegerField(default=Priority.NORMAL)
-    default_attempts = models.PositiveIntegerField(default=3)
-    default_backoff = models.JSONField(default=default_backoff)
+    default_priority = models.PositiveSmallIntegerField(
+        _("default priority"), default=Priority.NORMAL
+    )
+    default_attempts = models.PositiveIntegerField(_("default attempts"), default=3)
+    default_backoff = models.JSONField(_("default backoff"), default=default_backoff)
     default_timeout = models.FloatField(
-        null=True, blank=True, help_text="Seconds; empty means no timeout."
+        _("default timeout"),
+        null=True,
+        blank=True,
+        help_text=_("Seconds; empty means no timeout."),
     )
 
     # Empty means no limit; 0 is refused (it would read as "no limit" and surprise).
     rate_limit_max = models.PositiveIntegerField(
+        _("rate limit max"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text="At most this many jobs start per rate-limit duration.",
+        help_text=_("At most this many jobs start per rate-limit duration."),
     )
     rate_limit_duration_ms = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)]
+        _("rate limit duration ms"), null=True, blank=True, validators=[MinValueValidator(1)]
     )
     concurrency = models.PositiveIntegerField(
+        _("concurrency"),
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text="At most this many active jobs at once; empty: no limit.",
+        help_text=_("At most this many active jobs at once; empty: no limit."),
     )
     lock_duration = models.PositiveIntegerField(
-        default=30, help_text="Seconds an active job's lock lasts before it counts as stalled."
+        _("lock duration"),
+        default=30,
+        help_text=_("Seconds an active job's lock lasts before it counts as stalled."),
     )
     max_stalled = models.PositiveIntegerField(
-        default=3, help_text="Times a job may stall before it is failed."
+        _("max stalled"), default=3, help_text=_("Times a job may stall before it is failed.")
     )
 
-    keep_completed_count = models.PositiveIntegerField(null=True, blank=True, default=1000)
+    keep_completed_count = models.PositiveIntegerField(
+        _("keep completed count"), null=True, blank=True, default=1000
+    )
     keep_completed_age = models.PositiveIntegerField(
-        null=True, blank=True, default=24 * 3600, help_text="Seconds."
+        _("keep completed age"), null=True, blank=True, default=24 * 3600, help_text=_("Seconds.")
     )
     keep_failed_age = models.PositiveIntegerField(
-        null=True, blank=True, default=7 * 24 * 3600, help_text="Seconds."
+        _("keep failed age"), null=True, blank=True, default=7 * 24 * 3600, help_text=_("Seconds.")
     )
 
     # The current fixed rate-limit window (claims of rate-limited queues lock this row).
-    rate_window_start = models.DateTimeField(null=True, blank=True, editable=False)
-    rate_window_count = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    rate_window_start = models.DateTimeField(
+        _("rate window start"), null=True, blank=True, editable=False
+    )
+    rate_window_count = models.PositiveIntegerField(
+        _("rate window count"), default=0, db_default=0, editable=False
+    )
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
-        permissions = [("pause_queue", "Can pause and resume queues")]
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
+        permissions = [("pause_queue", _("Can pause and resume queues"))]
 
     def __str__(self) -> str:
         return self.name
@@ -88,13 +107,31 @@ class Queue(models.Model):
 
 
 class JobStatus(models.TextChoices):
-    WAITING = "waiting", "Waiting"
-    DELAYED = "delayed", "Delayed"
-    BLOCKED = "blocked", "Blocked"
-    ACTIVE = "active", "Active"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    WAITING = "waiting", _("Waiting")
+    DELAYED = "delayed", _("Delayed")
+    BLOCKED = "blocked", _("Blocked")
+    ACTIVE = "active", _("Active")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+# A status as a word inside a sentence ("job ... is completed"): the value in English.
+_STATUS_WORDS = {
+    JobStatus.WAITING.value: pgettext_lazy("job status in a sentence", "waiting"),
+    JobStatus.DELAYED.value: pgettext_lazy("job status in a sentence", "delayed"),
+    JobStatus.BLOCKED.value: pgettext_lazy("job status in a sentence", "blocked"),
+    JobStatus.ACTIVE.value: pgettext_lazy("job status in a sentence", "active"),
+    JobStatus.COMPLETED.value: pgettext_lazy("job status in a sentence", "completed"),
+    JobStatus.FAILED.value: pgettext_lazy("job status in a sentence", "failed"),
+    JobStatus.CANCELLED.value: pgettext_lazy("job status in a sentence", "cancelled"),
+}
+
+
+def status_word(status: str) -> str:
+    """``status`` (a JobStatus value) as a word of the active language, for messages."""
+    word = _STATUS_WORDS.get(status)
+    return str(word) if word is not None else str(status)
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -107,59 +144,82 @@ HELD_BY_WORKER = Q(status=JobStatus.ACTIVE) | (Q(status=JobStatus.CANCELLED) & ~
 
 
 class Job(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False, verbose_name=_("id"))
     # No index of its own: job_queue_status_idx and job_claim_idx lead with queue_id, and
     # every index of this table is written again by each claim and each finalize.
-    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="jobs", db_index=False)
-    name = models.CharField(max_length=200, help_text="The handler that runs this job.")
-    payload = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING)
-    priority = models.PositiveSmallIntegerField(default=Priority.NORMAL)
+    queue = models.ForeignKey(
+        Queue,
+        on_delete=models.PROTECT,
+        related_name="jobs",
+        db_index=False,
+        verbose_name=_("queue"),
+    )
+    name = models.CharField(
+        _("name"), max_length=200, help_text=_("The handler that runs this job.")
+    )
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=JobStatus.choices, default=JobStatus.WAITING
+    )
+    priority = models.PositiveSmallIntegerField(_("priority"), default=Priority.NORMAL)
 
     attempts_made = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="Attempts started, ever; numbers the attempt rows."
-    )
-    attempts_base = models.PositiveIntegerField(
+        _("attempts made"),
         default=0,
         db_default=0,
-        help_text="Attempts that do not count against max_attempts (stalls, manual retries).",
+        help_text=_("Attempts started, ever; numbers the attempt rows."),
     )
-    max_attempts = models.PositiveIntegerField(default=3)
-    backoff = models.JSONField(default=default_backoff)
-    timeout = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    attempts_base = models.PositiveIntegerField(
+        _("attempts base"),
+        default=0,
+        db_default=0,
+        help_text=_("Attempts that do not count against max_attempts (stalls, manual retries)."),
+    )
+    max_attempts = models.PositiveIntegerField(_("max attempts"), default=3)
+    backoff = models.JSONField(_("backoff"), default=default_backoff)
+    timeout = models.FloatField(_("timeout"), null=True, blank=True, help_text=_("Seconds."))
 
-    run_at = models.DateTimeField(null=True, blank=True, help_text="When a delayed job is due.")
-    progress = models.PositiveSmallIntegerField(default=0, db_default=0)
-    result = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
+    run_at = models.DateTimeField(
+        _("run at"), null=True, blank=True, help_text=_("When a delayed job is due.")
+    )
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0, db_default=0)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=200, blank=True, default="")
-    stalled_count = models.PositiveIntegerField(default=0, db_default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+    stalled_count = models.PositiveIntegerField(_("stalled count"), default=0, db_default=0)
     unique_key = models.CharField(
+        _("unique key"),
         max_length=200,
         null=True,
         blank=True,
-        help_text="At most one unfinished job per queue has a given key.",
+        help_text=_("At most one unfinished job per queue has a given key."),
     )
-    has_dependants = models.BooleanField(default=False, db_default=False, editable=False)
+    has_dependants = models.BooleanField(
+        _("has dependants"), default=False, db_default=False, editable=False
+    )
     webhook_url = models.URLField(
+        _("webhook URL"),
         max_length=500,
         blank=True,
         default="",
         db_default="",
-        help_text="Every status change is POSTed here (signed), as a job on 'notification'.",
+        help_text=_("Every status change is POSTed here (signed), as a job on 'notification'."),
     )
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
         permissions = [
-            ("retry_job", "Can retry jobs"),
-            ("cancel_job", "Can cancel jobs"),
-            ("promote_job", "Can run delayed jobs now"),
+            ("retry_job", _("Can retry jobs")),
+            ("cancel_job", _("Can cancel jobs")),
+            ("promote_job", _("Can run delayed jobs now")),
+            ("edit_job", _("Can edit a job's payload, queue, priority and delay")),
         ]
         indexes = [
             # Serves the claim query in queues/engine/claim.py:
@@ -258,13 +318,21 @@ class Job(models.Model):
 class JobDependency(models.Model):
     """``job`` may start only when ``parent`` has finished (flows)."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
-    parent = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependant_links")
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="dependency_links", verbose_name=_("job")
+    )
+    parent = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="dependant_links", verbose_name=_("parent")
+    )
     required = models.BooleanField(
-        default=True, help_text="A failed or cancelled required parent fails the job."
+        _("required"),
+        default=True,
+        help_text=_("A failed or cancelled required parent fails the job."),
     )
 
     class Meta:
+        verbose_name = _("job dependency")
+        verbose_name_plural = _("job dependencies")
         constraints = [
             models.UniqueConstraint(fields=["job", "parent"], name="job_dependency_unique"),
         ]
@@ -277,38 +345,50 @@ class JobDependency(models.Model):
 class RateLimitWindow(models.Model):
     """A fixed window of a keyed rate limit, when no Redis is configured."""
 
-    key = models.CharField(primary_key=True, max_length=250)
-    window_start = models.DateTimeField()
-    count = models.PositiveIntegerField(default=0)
+    key = models.CharField(_("key"), primary_key=True, max_length=250)
+    window_start = models.DateTimeField(_("window start"))
+    count = models.PositiveIntegerField(_("count"), default=0)
+
+    class Meta:
+        verbose_name = _("rate limit window")
+        verbose_name_plural = _("rate limit windows")
 
     def __str__(self) -> str:
         return self.key
 
 
 class AttemptOutcome(models.TextChoices):
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    TIMEOUT = "timeout", "Timeout"
-    STALLED = "stalled", "Stalled"
-    CANCELLED = "cancelled", "Cancelled"
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    TIMEOUT = "timeout", _("Timeout")
+    STALLED = "stalled", _("Stalled")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class JobAttempt(models.Model):
     """One row per try of a job. History: written by the runner, never edited."""
 
     # No index of its own: job_attempt_unique_number leads with job_id.
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts", db_index=False)
-    number = models.PositiveIntegerField()
-    worker = models.CharField(max_length=200, blank=True, default="")
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
-    error = models.TextField(blank=True, default="")
-    traceback = models.TextField(blank=True, default="")
+    job = models.ForeignKey(
+        Job,
+        on_delete=models.CASCADE,
+        related_name="attempts",
+        db_index=False,
+        verbose_name=_("job"),
+    )
+    number = models.PositiveIntegerField(_("number"))
+    worker = models.CharField(_("worker"), max_length=200, blank=True, default="")
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration ms"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=AttemptOutcome.choices)
+    error = models.TextField(_("error"), blank=True, default="")
+    traceback = models.TextField(_("traceback"), blank=True, default="")
 
     class Meta:
         ordering = ["job", "number"]
+        verbose_name = _("job attempt")
+        verbose_name_plural = _("job attempts")
         constraints = [
             models.UniqueConstraint(fields=["job", "number"], name="job_attempt_unique_number"),
         ]
@@ -320,13 +400,17 @@ class JobAttempt(models.Model):
 class JobLog(models.Model):
     """A line a handler wrote with ``ctx.log``; ordered by id."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs")
-    attempt = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True)
-    message = models.TextField()
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="logs", verbose_name=_("job")
+    )
+    attempt = models.PositiveIntegerField(_("attempt"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    message = models.TextField(_("message"))
 
     class Meta:
         ordering = ["job", "id"]
+        verbose_name = _("job log")
+        verbose_name_plural = _("job logs")
         indexes = [models.Index(fields=["job", "id"], name="job_log_job_idx")]
 
     def __str__(self) -> str:
@@ -338,16 +422,20 @@ class QueueMinute(models.Model):
     finalize (one upsert per batch). The dashboard's charts, failure rate and durations
     read these buckets, never the jobs table."""
 
-    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="minutes")
-    minute = models.DateTimeField()
-    completed = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    retried = models.PositiveIntegerField(default=0)
-    duration_ms_sum = models.BigIntegerField(default=0)
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="minutes", verbose_name=_("queue")
+    )
+    minute = models.DateTimeField(_("minute"))
+    completed = models.PositiveIntegerField(_("completed"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    retried = models.PositiveIntegerField(_("retried"), default=0)
+    duration_ms_sum = models.BigIntegerField(_("duration ms sum"), default=0)
     # Counts per duration bin (upper bounds in queues.metrics.DURATION_BINS_MS).
-    histogram = models.JSONField(default=list)
+    histogram = models.JSONField(_("histogram"), default=list)
 
     class Meta:
+        verbose_name = _("queue minute")
+        verbose_name_plural = _("queue minutes")
         constraints = [
             models.UniqueConstraint(fields=["queue", "minute"], name="queue_minute_unique"),
         ]
@@ -361,15 +449,19 @@ class HandlerStats(models.Model):
     """Per queue and handler, since the beginning: attempts by outcome and a duration
     histogram. Monotonic counters for Prometheus, whatever the number of workers."""
 
-    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="handler_stats")
-    name = models.CharField(max_length=200)
-    completed = models.PositiveBigIntegerField(default=0)
-    failed = models.PositiveBigIntegerField(default=0)
-    retried = models.PositiveBigIntegerField(default=0)
-    duration_ms_sum = models.BigIntegerField(default=0)
-    histogram = models.JSONField(default=list)
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="handler_stats", verbose_name=_("queue")
+    )
+    name = models.CharField(_("name"), max_length=200)
+    completed = models.PositiveBigIntegerField(_("completed"), default=0)
+    failed = models.PositiveBigIntegerField(_("failed"), default=0)
+    retried = models.PositiveBigIntegerField(_("retried"), default=0)
+    duration_ms_sum = models.BigIntegerField(_("duration ms sum"), default=0)
+    histogram = models.JSONField(_("histogram"), default=list)
 
     class Meta:
+        verbose_name = _("handler stats")
+        verbose_name_plural = _("handler stats")
         constraints = [
             models.UniqueConstraint(fields=["queue", "name"], name="handler_stats_unique"),
         ]
@@ -381,8 +473,12 @@ class HandlerStats(models.Model):
 class SchedulerHeartbeat(models.Model):
     """A running ``runscheduler`` copy and its last maintenance tick."""
 
-    id = models.CharField(primary_key=True, max_length=200, help_text="host:pid")
-    last_tick = models.DateTimeField()
+    id = models.CharField(_("id"), primary_key=True, max_length=200, help_text=_("host:pid"))
+    last_tick = models.DateTimeField(_("last tick"))
+
+    class Meta:
+        verbose_name = _("scheduler heartbeat")
+        verbose_name_plural = _("scheduler heartbeats")
 
     def __str__(self) -> str:
         return self.id
@@ -392,10 +488,16 @@ class QueueSnapshot(models.Model):
     """Job counts by status of one queue, refreshed by the maintenance loop every few
     seconds, so no page view ever counts the jobs table."""
 
-    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, related_name="snapshot")
-    counts = models.JSONField(default=dict)
-    oldest_waiting_at = models.DateTimeField(null=True, blank=True)
-    refreshed_at = models.DateTimeField()
+    queue = models.OneToOneField(
+        Queue, on_delete=models.CASCADE, related_name="snapshot", verbose_name=_("queue")
+    )
+    counts = models.JSONField(_("counts"), default=dict)
+    oldest_waiting_at = models.DateTimeField(_("oldest waiting at"), null=True, blank=True)
+    refreshed_at = models.DateTimeField(_("refreshed at"))
+
+    class Meta:
+        verbose_name = _("queue snapshot")
+        verbose_name_plural = _("queue snapshots")
 
     def __str__(self) -> str:
         return f"{self.queue_id} @ {self.refreshed_at}"
@@ -405,17 +507,24 @@ class AuditLog(models.Model):
     """Who did what to how many jobs, queues or schedules, and when."""
 
     user = models.ForeignKey(
-        "auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "auth.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
     )
-    username = models.CharField(max_length=150, blank=True, default="")
-    action = models.CharField(max_length=64)
-    target = models.CharField(max_length=200, blank=True, default="")
-    count = models.PositiveIntegerField(default=0)
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    username = models.CharField(_("username"), max_length=150, blank=True, default="")
+    action = models.CharField(_("action"), max_length=64)
+    target = models.CharField(_("target"), max_length=200, blank=True, default="")
+    count = models.PositiveIntegerField(_("count"), default=0)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("audit log")
+        verbose_name_plural = _("audit logs")
 
     def __str__(self) -> str:
         return f"{self.username} {self.action} {self.count}"
@@ -424,21 +533,30 @@ class AuditLog(models.Model):
 class Worker(models.Model):
     """A running ``runworker``: which queues it serves and when it was last alive."""
 
-    id = models.CharField(primary_key=True, max_length=200, help_text="host:pid")
-    hostname = models.CharField(max_length=200)
-    pid = models.PositiveIntegerField()
-    queues = models.JSONField(default=list, help_text='Queue names served; ["*"] for all.')
-    list_key = models.CharField(max_length=100, help_text="The django-q2 list it listens on.")
-    concurrency = models.PositiveIntegerField(default=1)
-    started_at = models.DateTimeField()
-    last_heartbeat = models.DateTimeField(db_index=True)
-    jobs_done = models.PositiveBigIntegerField(default=0, db_default=0)
+    id = models.CharField(_("id"), primary_key=True, max_length=200, help_text=_("host:pid"))
+    hostname = models.CharField(_("hostname"), max_length=200)
+    pid = models.PositiveIntegerField(_("pid"))
+    queues = models.JSONField(
+        _("queues"), default=list, help_text=_('Queue names served; ["*"] for all.')
+    )
+    list_key = models.CharField(
+        _("list key"), max_length=100, help_text=_("The django-q2 list it listens on.")
+    )
+    concurrency = models.PositiveIntegerField(_("concurrency"), default=1)
+    started_at = models.DateTimeField(_("started at"))
+    last_heartbeat = models.DateTimeField(_("last heartbeat"), db_index=True)
+    jobs_done = models.PositiveBigIntegerField(_("jobs done"), default=0, db_default=0)
     last_activity = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life from the cluster's processes."
+        _("last activity"),
+        null=True,
+        blank=True,
+        help_text=_("Last sign of life from the cluster's processes."),
     )
 
     class Meta:
         ordering = ["id"]
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
 
     def __str__(self) -> str:
         return self.id

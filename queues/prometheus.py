@@ -13,6 +13,7 @@ import hmac
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -96,11 +97,11 @@ def metrics_view(request):
     if not by_token:
         user = request.user
         if not user.is_authenticated:
-            response = HttpResponse("authentication required\n", status=401)
+            response = HttpResponse(gettext("authentication required") + "\n", status=401)
             response["WWW-Authenticate"] = "Bearer"
             return response
         if not user.is_staff:
-            return HttpResponse("staff only\n", status=403)
+            return HttpResponse(gettext("staff only") + "\n", status=403)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -5,9 +5,14 @@ modules are imported when Django starts (``QueuesConfig.ready``).
 """
 
 import inspect
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from django.utils.translation import gettext as _
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from queues.backoff import normalize_backoff
 from queues.exceptions import UnknownHandler
@@ -26,6 +31,11 @@ class Handler:
     # An ``async def`` handler: its jobs run side by side in their worker process, at most
     # ``concurrency`` of this handler's at once (and ASYNC_CONCURRENCY of all of them).
     concurrency: int | None = None
+    # What a payload looks like (shown by the admin's new-job form), and the JSON schema
+    # every payload must match: enqueue, the API and the admin refuse one that does not.
+    example: Any = None
+    schema: dict | None = None
+    validator: Draft202012Validator | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_async(self) -> bool:
@@ -44,6 +54,8 @@ def job(
     backoff: Any = None,
     timeout: float | None = None,
     concurrency: int | None = None,
+    example: Any = None,
+    schema: dict | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``def handler(ctx, payload)`` as the job handler called ``name``.
 
@@ -68,6 +80,7 @@ def job(
     ):
         raise ValueError("concurrency must be a whole number of at least 1")
     spec = normalize_backoff(backoff) if backoff is not None else None
+    validator = _validator(name, schema, example)
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         if concurrency is not None and not inspect.iscoroutinefunction(func):
@@ -89,10 +102,50 @@ def job(
             backoff=spec,
             timeout=timeout,
             concurrency=concurrency,
+            example=example,
+            schema=schema,
+            validator=validator,
         )
         return func
 
     return register
+
+
+def _validator(name: str, schema: dict | None, example: Any) -> Draft202012Validator | None:
+    if example is not None:
+        try:
+            json.dumps(example, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"job handler {name!r}: example is not JSON: {exc}") from None
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise ValueError(f"job handler {name!r}: schema must be a dict (a JSON schema)")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"job handler {name!r}: not a JSON schema: {exc.message}") from None
+    validator = Draft202012Validator(schema)
+    if example is not None:
+        error = next(iter(validator.iter_errors(example)), None)
+        if error is not None:
+            raise ValueError(
+                f"job handler {name!r}: its example does not match its schema: {error.message}"
+            )
+    return validator
+
+
+def payload_error(handler: Handler, payload: Any) -> str | None:
+    """Why ``payload`` breaks the handler's schema (the first error, with where), or None."""
+    if handler.validator is None:
+        return None
+    error = next(iter(handler.validator.iter_errors(payload)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    if where:
+        return _("%(error)s (at %(where)s)") % {"error": error.message, "where": where}
+    return error.message
 
 
 def _qualname(func: Callable[..., Any]) -> str:
@@ -103,9 +156,10 @@ def get_handler(name: str) -> Handler:
     try:
         return _handlers[name]
     except KeyError:
-        known = ", ".join(sorted(_handlers)) or "none"
+        known = ", ".join(sorted(_handlers)) or _("none")
         raise UnknownHandler(
-            f"no job handler is registered as {name!r} (registered: {known})"
+            _("no job handler is registered as %(name)s (registered: %(known)s)")
+            % {"name": repr(name), "known": known}
         ) from None
 
 

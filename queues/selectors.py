@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from queues.exceptions import JobNotFound, UnknownQueue
 from queues.models import Job, JobStatus, Queue, QueueMinute, Worker
@@ -41,7 +42,10 @@ def get_queue(name: str) -> Queue:
     queue = Queue.objects.filter(name=name).first() if isinstance(name, str) else None
     if queue is None:
         known = ", ".join(Queue.objects.order_by("name").values_list("name", flat=True))
-        raise UnknownQueue(f"no queue is named {name!r} (queues: {known or 'none'})")
+        raise UnknownQueue(
+            _("no queue is named %(name)s (queues: %(known)s)")
+            % {"name": repr(name), "known": known or _("none")}
+        )
     _queue_cache[name] = (queue, time.monotonic() + _QUEUE_CACHE_SECONDS)
     return queue
 
@@ -53,7 +57,7 @@ def get_job(job_id: UUID | str) -> Job:
     except (ValueError, TypeError, ValidationError):  # a malformed UUID string
         job = None
     if job is None:
-        raise JobNotFound(f"no job has id {job_id!r}")
+        raise JobNotFound(_("no job has id %(id)s") % {"id": repr(job_id)})
     return job
 
 

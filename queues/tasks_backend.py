@@ -323,7 +323,21 @@ def _exception_class_path(traceback: str, outcome: str) -> str:
 # --- the worker side ----------------------------------------------------------------------
 
 
-@job(HANDLER_NAME, attempts=1)
+# No schema: the backend writes this payload itself, and whatever else names this handler
+# is refused by _load_task when it runs (a PermanentError saying why), not at enqueue.
+@job(
+    HANDLER_NAME,
+    attempts=1,
+    example={
+        "task": "myapp.tasks.send_welcome",
+        "args": [42],
+        "kwargs": {"locale": "en"},
+        "backend": "default",
+        "queue_name": "default",
+        "priority": 0,
+        "run_after": None,
+    },
+)
 def run_task(ctx, payload):
     """Run the Task that a ``PlatformTaskBackend`` enqueued; its return value is the job's
     result. Whatever it raises fails the job, noted with the exception's class path."""

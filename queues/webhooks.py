@@ -22,6 +22,7 @@ import ssl
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext, pgettext_lazy
 
 from queues.exceptions import EnqueueError, PermanentError
 from queues.registry import job
@@ -41,13 +42,19 @@ def _split(url: str) -> tuple[SplitResult, int]:
     """The URL's parts and port; EnqueueError when it is not a usable http(s) URL."""
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EnqueueError(f"webhook_url must be an http or https URL, got {url!r}")
+        raise EnqueueError(
+            gettext("webhook_url must be an http or https URL, got %(url)s") % {"url": repr(url)}
+        )
     if len(url) > MAX_URL_LENGTH:
-        raise EnqueueError(f"webhook_url must be at most {MAX_URL_LENGTH} characters")
+        raise EnqueueError(
+            gettext("webhook_url must be at most %(max)s characters") % {"max": MAX_URL_LENGTH}
+        )
     try:
         port = parts.port
     except ValueError:
-        raise EnqueueError(f"webhook_url has an invalid port: {url!r}") from None
+        raise EnqueueError(
+            gettext("webhook_url has an invalid port: %(url)s") % {"url": repr(url)}
+        ) from None
     return parts, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -89,7 +96,20 @@ def _refusal(address: Address) -> str | None:
     return next((kind for kind, matches in kinds if matches), None)
 
 
+# The kinds of address _refusal names, as the enqueue refusal words them.
+_KIND_WORDS = {
+    "loopback": pgettext_lazy("address kind", "loopback"),
+    "unspecified": pgettext_lazy("address kind", "unspecified"),
+    "link-local": pgettext_lazy("address kind", "link-local"),
+    "multicast": pgettext_lazy("address kind", "multicast"),
+    "reserved": pgettext_lazy("address kind", "reserved"),
+    "private": pgettext_lazy("address kind", "private"),
+    "not globally routable": pgettext_lazy("address kind", "not globally routable"),
+}
+
+
 def _refused_message(what: str, address: Address, kind: str) -> str:
+    # In English: it becomes a delivery job's stored error (PermanentError).
     return (
         f"{what} {address}, a {kind} address; webhooks go only to public addresses "
         "unless WEBHOOK_ALLOWED_NETWORKS allows this one"
@@ -104,7 +124,13 @@ def check_webhook_url(url: str) -> None:
     if address is None and _is_localhost(parts.hostname):
         address = ipaddress.IPv4Address("127.0.0.1")
     if address is not None and (kind := _refusal(address)):
-        raise EnqueueError(_refused_message(f"webhook_url {url!r} points at", address, kind))
+        raise EnqueueError(
+            gettext(
+                "webhook_url %(url)s points at %(address)s, a %(kind)s address; webhooks go "
+                "only to public addresses unless WEBHOOK_ALLOWED_NETWORKS allows this one"
+            )
+            % {"url": repr(url), "address": address, "kind": _KIND_WORDS.get(kind, kind)}
+        )
 
 
 def sign(body: bytes) -> str:
@@ -209,6 +235,29 @@ def _same_origin(old: str, new: str) -> bool:
     attempts=5,
     backoff={"type": "exponential", "delay": 2000, "max_delay": 60000},
     timeout=30,
+    example={
+        "url": "https://hooks.example.com/jobplatform",
+        "event": {
+            "id": "01936f4e-7b2a-7c3d-9e4f-5a6b7c8d9e0f",
+            "name": "send-email",
+            "queue": "email",
+            "status": "completed",
+            "progress": 100,
+            "attempts_made": 1,
+            "result": {"to": ["ops@example.com"], "cc": [], "subject": "Hi", "recipients": 1},
+            "error": "",
+            "created_at": "2026-11-23T10:00:00+00:00",
+            "started_at": "2026-11-23T10:00:01+00:00",
+            "finished_at": "2026-11-23T10:00:02+00:00",
+        },
+    },
+    # ``event`` is a job's event (queues.events.job_event) or a notification event
+    # ({"type", "data", "text"}); the URL is checked again when it is delivered.
+    schema={
+        "type": "object",
+        "properties": {"url": {"type": "string"}, "event": {"type": "object"}},
+        "required": ["url", "event"],
+    },
 )
 def deliver(ctx, payload):
     """POST ``payload["event"]`` to ``payload["url"]`` with an HMAC-SHA256 signature.

@@ -5,6 +5,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 from django_celery_beat.models import PeriodicTask, SolarSchedule
 
 from queues.durations import duration_ms
@@ -23,11 +25,15 @@ for model in (PeriodicTask, SolarSchedule):
 class ScheduledJobForm(forms.ModelForm):
     cron = forms.CharField(
         required=False,
-        help_text="5 fields (or 6 with seconds = 0 first), e.g. '0 2 * * *'. "
-        "Fills in the crontab below.",
+        label=pgettext_lazy("schedule field", "Cron"),
+        help_text=_(
+            "5 fields (or 6 with seconds = 0 first), e.g. '0 2 * * *'. Fills in the crontab below."
+        ),
     )
     timezone_name = forms.CharField(
-        required=False, label="Time zone", help_text="For the cron string; default TIME_ZONE."
+        required=False,
+        label=_("Time zone"),
+        help_text=_("For the cron string; default TIME_ZONE."),
     )
 
     class Meta:
@@ -123,14 +129,14 @@ class ScheduleRunInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("job")
 
-    @admin.display(description="Outcome")
+    @admin.display(description=_("Outcome"))
     def job_status(self, run):
         return run.job.status if run.job else "-"
 
-    @admin.display(description="Duration")
+    @admin.display(description=_("Duration"))
     def duration(self, run):
         ms = duration_ms(run.job.started_at, run.job.finished_at) if run.job else None
-        return "-" if ms is None else f"{ms} ms"
+        return "-" if ms is None else gettext("%(ms)s ms") % {"ms": ms}
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -163,7 +169,7 @@ class ScheduledJobAdmin(admin.ModelAdmin):
             {"fields": ["name", "description", "domain", "status", "handler", "queue", "payload"]},
         ),
         (
-            "When",
+            _("When"),
             {
                 "fields": [
                     "cron",
@@ -180,9 +186,9 @@ class ScheduledJobAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Job options", {"fields": ["priority", "retry_attempts", "retry_delay_ms", "timeout"]}),
+        (_("Job options"), {"fields": ["priority", "retry_attempts", "retry_delay_ms", "timeout"]}),
         (
-            "State",
+            _("State"),
             {"fields": ["next_run_at", "last_run_at", "run_count", "last_error", "upcoming"]},
         ),
     ]
@@ -190,15 +196,15 @@ class ScheduledJobAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return schedules_with_last_run()
 
-    @admin.display(description="Schedule")
+    @admin.display(description=_("Schedule"))
     def schedule_text(self, obj):
         return describe_schedule(obj)
 
-    @admin.display(description="Last outcome")
+    @admin.display(description=_("Last outcome"))
     def last_outcome(self, obj):
         return getattr(obj, "last_run_status", None) or "-"
 
-    @admin.display(description="Next runs")
+    @admin.display(description=_("Next runs"))
     def upcoming(self, obj):
         if obj.pk is None:
             return "-"
@@ -220,28 +226,41 @@ class ScheduledJobAdmin(admin.ModelAdmin):
         obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
         form.instance = obj
 
-    def _set_status(self, request, queryset, status, label):
+    def _set_status(self, request, queryset, status):
         for schedule in queryset:
             services.set_status(schedule, status)
-        self.message_user(request, f"{queryset.count()} schedule(s) {label}.", messages.SUCCESS)
+        count = queryset.count()
+        if status == ScheduleStatus.ENABLED:
+            text = ngettext(
+                "%(count)d schedule(s) enabled.", "%(count)d schedule(s) enabled.", count
+            )
+        elif status == ScheduleStatus.DISABLED:
+            text = ngettext(
+                "%(count)d schedule(s) disabled.", "%(count)d schedule(s) disabled.", count
+            )
+        else:
+            text = ngettext("%(count)d schedule(s) paused.", "%(count)d schedule(s) paused.", count)
+        self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
-    @admin.action(description="Enable selected schedules", permissions=["pause"])
+    @admin.action(description=_("Enable selected schedules"), permissions=["pause"])
     def enable_schedules(self, request, queryset):
-        self._set_status(request, queryset, ScheduleStatus.ENABLED, "enabled")
+        self._set_status(request, queryset, ScheduleStatus.ENABLED)
 
-    @admin.action(description="Disable selected schedules", permissions=["pause"])
+    @admin.action(description=_("Disable selected schedules"), permissions=["pause"])
     def disable_schedules(self, request, queryset):
-        self._set_status(request, queryset, ScheduleStatus.DISABLED, "disabled")
+        self._set_status(request, queryset, ScheduleStatus.DISABLED)
 
-    @admin.action(description="Pause selected schedules", permissions=["pause"])
+    @admin.action(description=_("Pause selected schedules"), permissions=["pause"])
     def pause_schedules(self, request, queryset):
-        self._set_status(request, queryset, ScheduleStatus.PAUSED, "paused")
+        self._set_status(request, queryset, ScheduleStatus.PAUSED)
 
-    @admin.action(description="Run selected schedules now", permissions=["run"])
+    @admin.action(description=_("Run selected schedules now"), permissions=["run"])
     def run_now(self, request, queryset):
         for schedule in queryset:
             services.run_now(schedule)
-        self.message_user(request, f"{queryset.count()} schedule(s) run now.", messages.SUCCESS)
+        count = queryset.count()
+        text = ngettext("%(count)d schedule(s) run now.", "%(count)d schedule(s) run now.", count)
+        self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
     def has_pause_permission(self, request):
         return request.user.has_perm("scheduling.pause_schedule")

@@ -1,11 +1,14 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from queues.extensions import register_job_detail, register_panel, register_tick_hook
 
 
 class SchedulingConfig(AppConfig):
     name = "scheduling"
-    verbose_name = "Schedules"
+    # With a context: django_q's catalog has its own "Schedules" (计划), merged over ours.
+    verbose_name = pgettext_lazy("app name", "Schedules")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
@@ -16,4 +19,4 @@ class SchedulingConfig(AppConfig):
         # runscheduler's loop fires due schedules on every tick.
         register_tick_hook(scheduler_tick)
         register_panel(schedules_due_panel)
-        register_job_detail("created by schedule", schedule_of_job)
+        register_job_detail(_("created by schedule"), schedule_of_job)

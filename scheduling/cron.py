@@ -13,12 +13,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import Options, get_description
 from croniter import CroniterBadDateError, croniter
+from django.utils.translation import get_language, gettext, gettext_lazy
 
-SUB_MINUTE_HINT = (
+SUB_MINUTE_HINT = gettext_lazy(
     "cron schedules have minute resolution: for periods under a minute use an interval "
     "schedule (e.g. every 10 seconds)"
 )
-FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+FIELDS = (
+    gettext_lazy("minute"),
+    gettext_lazy("hour"),
+    gettext_lazy("day of month"),
+    gettext_lazy("month"),
+    gettext_lazy("day of week"),
+)
 
 
 class ScheduleError(ValueError):
@@ -29,20 +36,30 @@ def parse_cron(expression: str) -> str:
     """Validate a 5-field cron expression (or 6 fields whose first, a seconds field, is 0)
     and return it as 5 fields."""
     if not isinstance(expression, str) or not expression.strip():
-        raise ScheduleError("a cron expression is required, e.g. '0 2 * * *'")
+        raise ScheduleError(gettext("a cron expression is required, e.g. '0 2 * * *'"))
     fields = expression.split()
     if len(fields) == 6:
         seconds = fields[0]
         if seconds.lstrip("0") != "":
             raise ScheduleError(
-                f"the seconds field of {expression!r} is {seconds!r}; only 0 is accepted, "
-                f"because {SUB_MINUTE_HINT}"
+                gettext(
+                    "the seconds field of %(expression)s is %(seconds)s; only 0 is accepted, "
+                    "because %(hint)s"
+                )
+                % {
+                    "expression": repr(expression),
+                    "seconds": repr(seconds),
+                    "hint": SUB_MINUTE_HINT,
+                }
             )
         fields = fields[1:]
     elif len(fields) != 5:
         raise ScheduleError(
-            f"{expression!r} has {len(fields)} fields; a cron expression has 5 (minute hour "
-            "day-of-month month day-of-week) or 6 with seconds (0) first"
+            gettext(
+                "%(expression)s has %(count)d fields; a cron expression has 5 (minute hour "
+                "day-of-month month day-of-week) or 6 with seconds (0) first"
+            )
+            % {"expression": repr(expression), "count": len(fields)}
         )
     normalized = " ".join(fields)
     if not croniter.is_valid(normalized):
@@ -51,9 +68,12 @@ def parse_cron(expression: str) -> str:
             probe[index] = value
             if not croniter.is_valid(" ".join(probe)):
                 raise ScheduleError(
-                    f"invalid {FIELDS[index]} field {value!r} in cron expression {expression!r}"
+                    gettext("invalid %(field)s field %(value)s in cron expression %(expression)s")
+                    % {"field": FIELDS[index], "value": repr(value), "expression": repr(expression)}
                 )
-        raise ScheduleError(f"invalid cron expression {expression!r}")
+        raise ScheduleError(
+            gettext("invalid cron expression %(expression)s") % {"expression": repr(expression)}
+        )
     return normalized
 
 
@@ -64,7 +84,8 @@ def get_zone(name) -> ZoneInfo:
         return ZoneInfo(str(name))
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"unknown time zone {name!r} (use an IANA name like 'Asia/Shanghai')"
+            gettext("unknown time zone %(name)s (use an IANA name like 'Asia/Shanghai')")
+            % {"name": repr(name)}
         ) from None
 
 
@@ -83,13 +104,18 @@ def next_after(expression: str, zone: ZoneInfo, after: datetime) -> datetime:
                 return instant
     except CroniterBadDateError:
         pass
-    raise ScheduleError(f"cron expression {expression!r} never fires")
+    raise ScheduleError(
+        gettext("cron expression %(expression)s never fires") % {"expression": repr(expression)}
+    )
 
 
 def describe(expression: str) -> str:
     """Human-readable text, as django-celery-beat's admin shows it."""
     options = Options()
     options.use_24hour_time_format = True
+    if (get_language() or "").lower().startswith("zh"):
+        # cron_descriptor ships its own catalogs; zh_CN for the Chinese console.
+        options.locale_code = "zh_CN"
     try:
         return get_description(expression, options)
     except Exception:

@@ -6,13 +6,16 @@ from django.conf import settings
 from django.core.mail import mail_admins
 from django.db.models import Avg, Count, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues import job
 from queues.models import Job, JobStatus, Queue, RateLimitWindow, Worker
 from queues.services import apply_retention, clean_queue
 
 
-@job("system.cleanup-expired-data", queue="log-processing", attempts=3)
+# The cleanups and reports read nothing from their payload (their schedules send {}), so
+# only cleanup-completed-jobs, which reads grace_ms, has a schema.
+@job("system.cleanup-expired-data", queue="log-processing", attempts=3, example={})
 def cleanup_expired_data(ctx, payload):
     removed = apply_retention()
     now = timezone.now()
@@ -22,7 +25,16 @@ def cleanup_expired_data(ctx, payload):
     return {"jobs": removed, "rate_limit_windows": windows, "workers": workers}
 
 
-@job("system.cleanup-completed-jobs", queue="log-processing", attempts=3)
+@job(
+    "system.cleanup-completed-jobs",
+    queue="log-processing",
+    attempts=3,
+    example={"grace_ms": 86_400_000},
+    schema={
+        "type": "object",
+        "properties": {"grace_ms": {"type": "number", "minimum": 0}},
+    },
+)
 def cleanup_completed_jobs(ctx, payload):
     grace_ms = int(payload.get("grace_ms", 24 * 3600 * 1000))
     cleaned = {}
@@ -60,10 +72,13 @@ def _report(hours: int) -> dict:
 
 def _email_report(ctx, report: dict, title: str) -> dict:
     """Send the report to settings.ADMINS (when there are any) as a plain-text table."""
+    # The table's column titles (not inside the f-string, so makemessages finds them).
+    queue, completed, failed = gettext("queue"), gettext("completed"), gettext("failed")
+    cancelled, avg_ms = gettext("cancelled"), gettext("avg ms")
     lines = [
-        f"{title} since {report['since']}",
+        gettext("%(title)s since %(since)s") % {"title": title, "since": report["since"]},
         "",
-        f"{'queue':<20} {'completed':>10} {'failed':>8} {'cancelled':>10} {'avg ms':>9}",
+        f"{queue:<20} {completed:>10} {failed:>8} {cancelled:>10} {avg_ms:>9}",
     ]
     for name, row in report["queues"].items():
         avg = row["avg_duration_ms"]
@@ -72,7 +87,7 @@ def _email_report(ctx, report: dict, title: str) -> dict:
             f"{row['cancelled']:>10} {avg if avg is not None else '-':>9}"
         )
     if not report["queues"]:
-        lines.append("(no jobs finished)")
+        lines.append(gettext("(no jobs finished)"))
     if settings.ADMINS:
         mail_admins(title, "\n".join(lines), fail_silently=False)
         ctx.log(f"emailed to {len(settings.ADMINS)} admin(s)")
@@ -80,11 +95,11 @@ def _email_report(ctx, report: dict, title: str) -> dict:
     return report
 
 
-@job("system.hourly-report", queue="report-generation")
+@job("system.hourly-report", queue="report-generation", example={})
 def hourly_report(ctx, payload):
-    return _email_report(ctx, _report(1), "hourly report")
+    return _email_report(ctx, _report(1), gettext("hourly report"))
 
 
-@job("system.daily-report", queue="report-generation")
+@job("system.daily-report", queue="report-generation", example={})
 def daily_report(ctx, payload):
-    return _email_report(ctx, _report(24), "daily report")
+    return _email_report(ctx, _report(24), gettext("daily report"))

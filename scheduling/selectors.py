@@ -8,6 +8,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 
 from scheduling.calendar import cron_expression, period, upcoming, zone_name
 from scheduling.cron import describe
@@ -24,11 +25,16 @@ def schedules_with_last_run() -> QuerySet[ScheduledJob]:
 
 def describe_schedule(schedule: ScheduledJob) -> str:
     if schedule.crontab_id:
-        return f"{describe(cron_expression(schedule))} ({zone_name(schedule)})"
+        return gettext("%(cron)s (%(zone)s)") % {
+            "cron": describe(cron_expression(schedule)),
+            "zone": zone_name(schedule),
+        }
     if schedule.interval_id:
-        return f"Every {period(schedule)}"
+        return gettext("Every %(period)s") % {"period": period(schedule)}
     if schedule.clocked_id:
-        return f"Once at {schedule.clocked.clocked_time:%Y-%m-%d %H:%M:%S %Z}"
+        return gettext("Once at %(time)s") % {
+            "time": f"{schedule.clocked.clocked_time:%Y-%m-%d %H:%M:%S %Z}"
+        }
     return ""
 
 
@@ -48,7 +54,12 @@ def schedule_of_job(job) -> str | None:
     if run is None:
         return None
     url = reverse("admin:scheduling_scheduledjob_change", args=[run.schedule_id])
-    return format_html('<a href="{}">{}</a> (due {})', url, run.schedule.name, run.due_at)
+    return format_html(
+        gettext('<a href="{url}">{name}</a> (due {due})'),
+        url=url,
+        name=run.schedule.name,
+        due=run.due_at,
+    )
 
 
 def schedules_due_panel(now: datetime) -> dict:
@@ -59,14 +70,15 @@ def schedules_due_panel(now: datetime) -> dict:
         .order_by("next_run_at")[:10]
     )
     return {
-        "title": "Schedules due next",
-        "columns": ["schedule", "when", "next run", "in"],
+        "title": gettext("Schedules due next"),
+        "columns": [gettext("schedule"), gettext("when"), gettext("next run"), gettext("in")],
         "rows": [
             [
                 s.name,
                 describe_schedule(s),
                 s.next_run_at.isoformat(timespec="seconds"),
-                f"{max((s.next_run_at - now).total_seconds(), 0):.0f} s",
+                gettext("%(seconds)s s")
+                % {"seconds": f"{max((s.next_run_at - now).total_seconds(), 0):.0f}"},
             ]
             for s in due
         ],

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule
 
 from queues.exceptions import EnqueueError
@@ -75,9 +76,9 @@ def create_schedule(
     raises ``ScheduleError`` and writes nothing."""
     now = now or timezone.now()
     if not name or not isinstance(name, str):
-        raise ScheduleError("a schedule needs a name")
+        raise ScheduleError(_("a schedule needs a name"))
     if ScheduledJob.objects.filter(name=name).exists():
-        raise ScheduleError(f"a schedule named {name!r} already exists")
+        raise ScheduleError(_("a schedule named %(name)s already exists") % {"name": repr(name)})
     schedule = ScheduledJob(
         name=name,
         handler=handler,
@@ -100,7 +101,7 @@ def create_schedule(
     validate_schedule(schedule, queue=queue)
     kinds = [cron is not None, every is not None, run_at is not None]
     if sum(kinds) != 1:
-        raise ScheduleError("give exactly one of cron, every (interval) or run_at (one-off)")
+        raise ScheduleError(_("give exactly one of cron, every (interval) or run_at (one-off)"))
     with transaction.atomic():
         if cron is not None:
             schedule.crontab = crontab_for(cron, timezone_name)
@@ -127,7 +128,7 @@ def validate_kind(schedule: ScheduledJob) -> None:
     kinds = (schedule.crontab_id, schedule.interval_id, schedule.clocked_id)
     if sum(k is not None for k in kinds) != 1:
         raise ScheduleError(
-            "Choose exactly one of a cron string / crontab, an interval or a clocked time."
+            _("Choose exactly one of a cron string / crontab, an interval or a clocked time.")
         )
 
 
@@ -136,7 +137,8 @@ def _status(value: Any) -> int:
         return ScheduleStatus(int(value)).value
     except (TypeError, ValueError):
         raise ScheduleError(
-            f"status must be 1 (enabled), 0 (disabled) or 2 (paused), got {value!r}"
+            _("status must be 1 (enabled), 0 (disabled) or 2 (paused), got %(value)s")
+            % {"value": repr(value)}
         ) from None
 
 
@@ -145,17 +147,19 @@ def validate_schedule(schedule: ScheduledJob, *, queue: str | None) -> None:
     if queue is not None:
         schedule.queue = Queue.objects.filter(name=queue).first()
         if schedule.queue is None:
-            raise ScheduleError(f"no queue is named {queue!r}")
+            raise ScheduleError(_("no queue is named %(queue)s") % {"queue": repr(queue)})
     try:
         validate_job(schedule.handler, schedule.payload, **job_options(schedule))
     except EnqueueError as exc:
         raise ScheduleError(str(exc)) from None
     if schedule.misfire_policy not in MisfirePolicy.values:
-        raise ScheduleError(f"misfire_policy must be one of {MisfirePolicy.values}")
+        raise ScheduleError(
+            _("misfire_policy must be one of %(values)s") % {"values": MisfirePolicy.values}
+        )
     if schedule.start_at and schedule.end_at and schedule.end_at <= schedule.start_at:
-        raise ScheduleError("end_at must be after start_at")
+        raise ScheduleError(_("end_at must be after start_at"))
     if schedule.run_limit is not None and schedule.run_limit < 1:
-        raise ScheduleError("run_limit must be at least 1")
+        raise ScheduleError(_("run_limit must be at least 1"))
 
 
 def job_options(schedule: ScheduledJob) -> dict:
@@ -189,9 +193,14 @@ def crontab_for(cron: str, timezone_name: str | None) -> CrontabSchedule:
 
 def interval_for(every: int, period: str) -> IntervalSchedule:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ScheduleError(f"every must be a whole number >= 1, got {every!r}")
+        raise ScheduleError(
+            _("every must be a whole number >= 1, got %(every)s") % {"every": repr(every)}
+        )
     if period not in INTERVAL_PERIODS:
-        raise ScheduleError(f"period must be one of {INTERVAL_PERIODS}, got {period!r}")
+        raise ScheduleError(
+            _("period must be one of %(periods)s, got %(period)s")
+            % {"periods": INTERVAL_PERIODS, "period": repr(period)}
+        )
     return _first_or_create(IntervalSchedule, every=every, period=period)
 
 
@@ -205,7 +214,7 @@ def _first_or_create(model, **fields):
 
 def clocked_for(run_at: datetime) -> ClockedSchedule:
     if not isinstance(run_at, datetime) or timezone.is_naive(run_at):
-        raise ScheduleError("run_at must be a timezone-aware datetime")
+        raise ScheduleError(_("run_at must be a timezone-aware datetime"))
     return ClockedSchedule.objects.create(clocked_time=run_at)
 
 
@@ -356,7 +365,7 @@ def run_now(schedule: ScheduledJob, *, now: datetime | None = None) -> ScheduleR
     with transaction.atomic():
         run = _run(schedule, due=now, trigger=RunTrigger.MANUAL, now=now)
     if run is None:
-        raise ScheduleError("a run for this instant already exists; try again")
+        raise ScheduleError(_("a run for this instant already exists; try again"))
     return run
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -35,7 +36,7 @@ class CurrentOperationOut(OperationOut):
     """The operation plus, from its job, what a client polls for: ``state`` and
     ``attemptsMade``."""
 
-    state = serializers.CharField(allow_null=True, help_text="The job's status.")
+    state = serializers.CharField(allow_null=True, help_text=_("The job's status."))
     attemptsMade = serializers.IntegerField(allow_null=True)  # noqa: N815
 
     class Meta(OperationOut.Meta):
@@ -77,7 +78,7 @@ class DeviceOut(serializers.ModelSerializer):
 
 class DeviceDetailOut(DeviceOut):
     recentOperations = OperationOut(  # noqa: N815
-        source="recent_operations", many=True, help_text="Newest first."
+        source="recent_operations", many=True, help_text=_("Newest first.")
     )
 
     class Meta(DeviceOut.Meta):
@@ -93,12 +94,12 @@ class AcceptedOut(serializers.Serializer):
 class StartInput(serializers.Serializer):
     """Start params: ``resolution`` and ``dpi`` (both optional: the device keeps its own)."""
 
-    resolution = serializers.CharField(required=False, max_length=20, help_text="e.g. 1080x1920")
+    resolution = serializers.CharField(required=False, max_length=20, help_text=_("e.g. 1080x1920"))
     dpi = serializers.IntegerField(required=False, min_value=MIN_DPI, max_value=MAX_DPI)
 
 
 class InstallInput(serializers.Serializer):
-    packageName = serializers.CharField(max_length=255, help_text="e.g. com.example.app")  # noqa: N815
+    packageName = serializers.CharField(max_length=255, help_text=_("e.g. com.example.app"))  # noqa: N815
     apkUrl = serializers.URLField(max_length=2000)  # noqa: N815
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -41,7 +42,7 @@ class DeviceList(generics.ListAPIView):
         return selectors.devices_with_operation(status=self.request.query_params.get("status"))
 
     @extend_schema(
-        summary="Devices with their current operation",
+        summary=_("Devices with their current operation"),
         parameters=[OpenApiParameter("status", enum=DeviceStatus.values, required=False)],
     )
     def get(self, request, *args, **kwargs):
@@ -53,7 +54,7 @@ class DeviceDetail(APIView):
 
     @extend_schema(
         responses=s.DeviceDetailOut,
-        summary="A device, its current operation's progress and its latest operations",
+        summary=_("A device, its current operation's progress and its latest operations"),
     )
     def get(self, request, pk: str):
         device = _device(pk)
@@ -81,15 +82,19 @@ class _Operation(APIView):
             body.is_valid(raise_exception=True)
             data = body.validated_data
         job = self.service(device=device, by=request.user, **self.arguments(data))
-        out = {"message": self.message, "jobId": job.pk, "operationId": job.device_operation.pk}
+        out = {
+            "message": str(self.message),
+            "jobId": job.pk,
+            "operationId": job.device_operation.pk,
+        }
         return Response(s.AcceptedOut(out).data, status=status.HTTP_202_ACCEPTED)
 
 
 RESPONSES = {
     202: s.AcceptedOut,
-    400: OpenApiResponse(description="Bad input, with field messages"),
-    404: OpenApiResponse(description="No device has this id"),
-    409: OpenApiResponse(description="Busy, or not in a state to do it (`detail`, `state`)"),
+    400: OpenApiResponse(description=_("Bad input, with field messages")),
+    404: OpenApiResponse(description=_("No device has this id")),
+    409: OpenApiResponse(description=_("Busy, or not in a state to do it (`detail`, `state`)")),
 }
 
 
@@ -100,7 +105,7 @@ def _accepted(summary: str):
 class StartDevice(_Operation):
     service = staticmethod(services.start_device)
     input_class = s.StartInput
-    message = "Device start operation queued"
+    message = _("Device start operation queued")
 
     def arguments(self, data: dict) -> dict:
         return {"params": dict(data)}
@@ -108,7 +113,7 @@ class StartDevice(_Operation):
     @extend_schema(
         request=s.StartInput,
         responses=RESPONSES,
-        summary="Start a stopped device (check, allocate, container, configure, verify)",
+        summary=_("Start a stopped device (check, allocate, container, configure, verify)"),
     )
     def post(self, request, pk: str):
         return super().post(request, pk)
@@ -116,27 +121,27 @@ class StartDevice(_Operation):
 
 class StopDevice(_Operation):
     service = staticmethod(services.stop_device)
-    message = "Device stop operation queued"
+    message = _("Device stop operation queued")
 
-    @_accepted("Stop a running device")
+    @_accepted(_("Stop a running device"))
     def post(self, request, pk: str):
         return super().post(request, pk)
 
 
 class RestartDevice(_Operation):
     service = staticmethod(services.restart_device)
-    message = "Device restart operation queued"
+    message = _("Device restart operation queued")
 
-    @_accepted("Restart a running device")
+    @_accepted(_("Restart a running device"))
     def post(self, request, pk: str):
         return super().post(request, pk)
 
 
 class ResetDevice(_Operation):
     service = staticmethod(services.reset_device)
-    message = "Device reset operation queued"
+    message = _("Device reset operation queued")
 
-    @_accepted("Reset a device to its factory state (data and apps wiped; ends stopped)")
+    @_accepted(_("Reset a device to its factory state (data and apps wiped; ends stopped)"))
     def post(self, request, pk: str):
         return super().post(request, pk)
 
@@ -144,7 +149,7 @@ class ResetDevice(_Operation):
 class InstallApp(_Operation):
     service = staticmethod(services.install_app)
     input_class = s.InstallInput
-    message = "App install operation queued"
+    message = _("App install operation queued")
 
     def arguments(self, data: dict) -> dict:
         return {"package_name": data["packageName"], "apk_url": data["apkUrl"]}
@@ -152,7 +157,7 @@ class InstallApp(_Operation):
     @extend_schema(
         request=s.InstallInput,
         responses=RESPONSES,
-        summary="Install an APK on a running device (download, verify, push, install, verify)",
+        summary=_("Install an APK on a running device (download, verify, push, install, verify)"),
     )
     def post(self, request, pk: str):
         return super().post(request, pk)
@@ -161,7 +166,7 @@ class InstallApp(_Operation):
 class UninstallApp(_Operation):
     service = staticmethod(services.uninstall_app)
     input_class = s.UninstallInput
-    message = "App uninstall operation queued"
+    message = _("App uninstall operation queued")
 
     def arguments(self, data: dict) -> dict:
         return {"package_name": data["packageName"]}
@@ -169,7 +174,7 @@ class UninstallApp(_Operation):
     @extend_schema(
         request=s.UninstallInput,
         responses=RESPONSES,
-        summary="Uninstall an installed app from a running device",
+        summary=_("Uninstall an installed app from a running device"),
     )
     def post(self, request, pk: str):
         return super().post(request, pk)

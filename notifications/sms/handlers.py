@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from notifications.sms.errors import InvalidSmsPayload
 from notifications.sms.phones import mask, normalize_phone
@@ -26,8 +27,6 @@ PER_PHONE_WINDOW = 60  # seconds
 # Every SMS job: 3 attempts, exponential backoff from 2 s.
 SMS_RETRY = {"attempts": 3, "backoff": {"type": "exponential", "delay": 2000}}
 MAX_BATCH = 1000
-# The verification text when no provider template is used.
-VERIFICATION_MESSAGE = "Your verification code is: {code}. Valid for {expires_in} minutes."
 VERIFICATION_TEMPLATE = "verification_code"
 DEFAULT_EXPIRES_IN = 5  # minutes
 RETRY_DEFERRED_AFTER = 2  # seconds: the first step of SMS_RETRY's backoff
@@ -61,10 +60,20 @@ def deliver(
 def check_code(code: object) -> str:
     """A verification code: a string of 4 to 8 ASCII digits."""
     if not isinstance(code, str) or not (code.isascii() and code.isdigit()):
-        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+        raise InvalidSmsPayload(gettext("code must be a string of 4 to 8 digits"))
     if not 4 <= len(code) <= 8:
-        raise InvalidSmsPayload("code must be a string of 4 to 8 digits")
+        raise InvalidSmsPayload(gettext("code must be a string of 4 to 8 digits"))
     return code
+
+
+def verification_message(code: str, expires_in: int) -> str:
+    """The verification text when no provider template is used, in the active language
+    (a worker's is ``LANGUAGE_CODE``)."""
+    return ngettext(
+        "Your verification code is: %(code)s. Valid for %(expires_in)s minute.",
+        "Your verification code is: %(code)s. Valid for %(expires_in)s minutes.",
+        expires_in,
+    ) % {"code": code, "expires_in": expires_in}
 
 
 def _mapping(payload: object, what: str) -> dict[str, Any]:
@@ -96,7 +105,30 @@ def _message_fields(item: dict[str, Any], defaults: dict[str, Any] | None = None
     }
 
 
-@job("send-sms", queue="sms", priority=Priority.NORMAL, timeout=30, **SMS_RETRY)
+# The payload schemas give shapes and types. Phone numbers and blank messages are checked
+# when a job runs, which fails the job (or one message of a batch) with the reason: an
+# event's subscriptions render both from templates, and one that renders badly must not
+# keep the event's other deliveries from being enqueued.
+_OPTIONAL = {
+    "template": {"type": ["string", "null"]},
+    "variables": {"type": ["object", "null"]},
+    "provider": {"type": ["string", "null"]},
+}
+
+
+@job(
+    "send-sms",
+    queue="sms",
+    priority=Priority.NORMAL,
+    timeout=30,
+    example={"phone": "+8613800138000", "message": "Your order has been shipped"},
+    schema={
+        "type": "object",
+        "properties": {"phone": {"type": "string"}, "message": {"type": "string"}, **_OPTIONAL},
+        "required": ["phone", "message"],
+    },
+    **SMS_RETRY,
+)
 def send_sms(ctx, payload):
     """``{"phone", "message", "template"?, "variables"?, "provider"?}``."""
     ctx.progress(10)
@@ -108,9 +140,26 @@ def send_sms(ctx, payload):
     return {"phone": fields["phone"], **sent}
 
 
-@job("send-verification-code", queue="sms", priority=Priority.CRITICAL, timeout=30, **SMS_RETRY)
+@job(
+    "send-verification-code",
+    queue="sms",
+    priority=Priority.CRITICAL,
+    timeout=30,
+    example={"phone": "+8613800138000", "code": "472913", "expiresIn": 5},
+    schema={
+        "type": "object",
+        "properties": {
+            "phone": {"type": "string"},
+            "code": {"type": "string", "pattern": "^[0-9]{4,8}$"},
+            "expiresIn": {"type": "integer", "minimum": 1},
+            "provider": {"type": ["string", "null"]},
+        },
+        "required": ["phone", "code"],
+    },
+    **SMS_RETRY,
+)
 def send_verification_code(ctx, payload):
-    """``{"phone", "code", "expiresIn"? (minutes, 5), "provider"?}``: VERIFICATION_MESSAGE
+    """``{"phone", "code", "expiresIn"? (minutes, 5), "provider"?}``: verification_message()
     and template ``verification_code`` with variables ``code`` and ``expiresIn``."""
     ctx.progress(10)
     payload = _mapping(payload, "payload")
@@ -126,7 +175,7 @@ def send_verification_code(ctx, payload):
         ctx,
         provider,
         phone=phone,
-        message=VERIFICATION_MESSAGE.format(code=code, expires_in=expires_in),
+        message=verification_message(code, expires_in),
         template=VERIFICATION_TEMPLATE,
         variables={"code": code, "expiresIn": expires_in},
     )
@@ -144,7 +193,36 @@ def _refuse_expired(ctx, expires_in: int) -> None:
         )
 
 
-@job("send-batch-sms", queue="sms", priority=Priority.NORMAL, **SMS_RETRY)
+@job(
+    "send-batch-sms",
+    queue="sms",
+    priority=Priority.NORMAL,
+    example={
+        "messages": [
+            {"phone": "+8613800138000", "message": "Your order has shipped"},
+            {"phone": "+8613900139000"},
+        ],
+        "message": "Your order is on its way",
+    },
+    # Each message is only an object here: a bad one is reported in the result as failed
+    # while the others are still sent.
+    schema={
+        "type": "object",
+        "properties": {
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": {"type": "object"},
+            },
+            "phone": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH},
+            "message": {"type": ["string", "null"]},
+            **_OPTIONAL,
+        },
+        "anyOf": [{"required": ["messages"]}, {"required": ["phone"]}],
+    },
+    **SMS_RETRY,
+)
 def send_batch_sms(ctx, payload):
     """``{"messages": [{"phone", "message"?, "template"?, "variables"?}, ...], "message"?,
     "template"?, "variables"?, "provider"?}`` (item fields override the batch's), or

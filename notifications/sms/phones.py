@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from django.utils.translation import gettext
+
 from notifications.sms.errors import InvalidPhoneNumber
 
 _MAINLAND = re.compile(r"1[3-9]\d{9}")
@@ -16,17 +18,24 @@ def normalize_phone(raw: object) -> str:
     An 11-digit mainland mobile number gains ``+86``; a ``+86`` number must be a mainland
     mobile number too (landlines cannot receive SMS)."""
     if not isinstance(raw, str):
-        raise InvalidPhoneNumber(f"phone must be a string, got {type(raw).__name__}")
+        raise InvalidPhoneNumber(
+            gettext("phone must be a string, got %(type)s") % {"type": type(raw).__name__}
+        )
     phone = raw.strip()
     if _MAINLAND.fullmatch(phone):
         return "+86" + phone
     if _E164.fullmatch(phone):
         if phone.startswith("+86") and not _MAINLAND.fullmatch(phone[3:]):
-            raise InvalidPhoneNumber(f"{raw!r} is not a mainland China mobile number")
+            raise InvalidPhoneNumber(
+                gettext("%(phone)r is not a mainland China mobile number") % {"phone": raw}
+            )
         return phone
     raise InvalidPhoneNumber(
-        f"{raw!r} is not a phone number: use E.164 (+8613800138000) "
-        "or an 11-digit mainland mobile number (13800138000)"
+        gettext(
+            "%(phone)r is not a phone number: use E.164 (+8613800138000) "
+            "or an 11-digit mainland mobile number (13800138000)"
+        )
+        % {"phone": raw}
     )
 
 

@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.utils.translation import gettext
+
 from notifications.sms.errors import InvalidSmsPayload, UnknownProvider
 from notifications.sms.handlers import DEFAULT_EXPIRES_IN, MAX_BATCH, check_code
 from notifications.sms.phones import normalize_phone
@@ -25,7 +27,10 @@ from queues.models import Job
 
 def _check_provider(provider: str | None) -> None:
     if provider is not None and provider not in PROVIDERS:
-        raise UnknownProvider(f"unknown SMS provider {provider!r} (known: {', '.join(PROVIDERS)})")
+        raise UnknownProvider(
+            gettext("unknown SMS provider %(name)r (known: %(known)s)")
+            % {"name": provider, "known": ", ".join(PROVIDERS)}
+        )
 
 
 def _message_payload(message, template, variables, provider) -> dict[str, Any]:
@@ -54,7 +59,7 @@ def send_sms(
     or an unknown provider raise (a ``ValueError``) and enqueue nothing."""
     normalize_phone(phone)
     if not isinstance(message, str) or not message.strip():
-        raise InvalidSmsPayload("message must be a non-empty string")
+        raise InvalidSmsPayload(gettext("message must be a non-empty string"))
     _check_provider(provider)
     payload = {"phone": phone, **_message_payload(message, template, variables, provider)}
     return enqueue("send-sms", payload, **options)
@@ -79,7 +84,7 @@ def send_verification_code(
     normalize_phone(phone)
     code = generate_code() if code is None else check_code(code)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
-        raise InvalidSmsPayload("expires_in must be a whole number of minutes, at least 1")
+        raise InvalidSmsPayload(gettext("expires_in must be a whole number of minutes, at least 1"))
     _check_provider(provider)
     payload: dict[str, Any] = {"phone": phone, "code": code, "expiresIn": expires_in}
     if provider is not None:
@@ -100,12 +105,14 @@ def send_batch_sms(
     ``message``) or ``{"phone", "message"}`` items. Numbers are checked when
     the batch runs: a bad one is reported in the result and the others are still sent."""
     if isinstance(recipients, str) or not recipients:
-        raise InvalidSmsPayload("recipients must be a non-empty list")
+        raise InvalidSmsPayload(gettext("recipients must be a non-empty list"))
     if len(recipients) > MAX_BATCH:
-        raise InvalidSmsPayload(f"a batch holds at most {MAX_BATCH} messages")
+        raise InvalidSmsPayload(
+            gettext("a batch holds at most %(max)s messages") % {"max": MAX_BATCH}
+        )
     items = [dict(r) if isinstance(r, Mapping) else {"phone": r} for r in recipients]
     if message is None and any("message" not in item for item in items):
-        raise InvalidSmsPayload("give message, or a message in every recipient")
+        raise InvalidSmsPayload(gettext("give message, or a message in every recipient"))
     _check_provider(provider)
     payload = {"messages": items, **_message_payload(message, template, variables, provider)}
     return enqueue("send-batch-sms", payload, **options)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from django.core.paginator import Paginator
+from django.utils import formats, timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import gettext as _
 
 # Every JobStatus; other apps pass their own map for their models' statuses.
 STATUS_COLORS = {
@@ -43,11 +47,25 @@ class ReadOnlyMixin:
         return False
 
 
-def status_badge(status: str, colors: dict[str, str] = STATUS_COLORS):
+def status_badge(status: str, colors: dict[str, str] = STATUS_COLORS, label=None):
     """A coloured badge; ``colors`` maps each status of the model to its colour (a test
-    checks that every status has one)."""
+    checks that every status has one). ``label``: the status as the user reads it (the
+    model's ``get_status_display()``); a job status's own label by default."""
     color = colors.get(status, "#777")
-    return format_html('<span class="jp-badge" style="background:{}">{}</span>', color, status)
+    return format_html(
+        '<span class="jp-badge" style="background:{}" data-status="{}">{}</span>',
+        color,
+        status,
+        label or status_label(status),
+    )
+
+
+def status_label(status: str) -> str:
+    """A status value as the user reads it: the word in the active language (the value
+    itself in English); another model's status stays as it is."""
+    from queues.models import status_word
+
+    return status_word(status)
 
 
 def progress_bar(value: int):
@@ -62,6 +80,62 @@ def pretty_json(value) -> str:
     )
 
 
+def action_label(action: str) -> str:
+    """An audit action code ("retry_jobs") as the user reads it, in their language."""
+    labels = {
+        "retry_jobs": _("Retry jobs"),
+        "cancel_jobs": _("Cancel jobs"),
+        "promote_jobs": _("Promote jobs"),
+        "delete_jobs": _("Delete jobs"),
+        "pause_queues": _("Pause queues"),
+        "resume_queues": _("Resume queues"),
+        "empty_queues": _("Empty queues"),
+        "clean_queues": _("Clean queues"),
+        "edit_job": _("Edit job"),
+        "duplicate_job": _("Duplicate job"),
+        "enqueue": _("Enqueue"),
+    }
+    return labels.get(action) or action.replace("_", " ").capitalize()
+
+
 def report_done(modeladmin, request, *, action: str, count: int, noun: str) -> None:
-    """Tell the user what an action did (the service wrote the audit row)."""
-    modeladmin.message_user(request, f"{action.replace('_', ' ').capitalize()}: {count} {noun}.")
+    """Tell the user what an action did (the service wrote the audit row). ``noun`` is
+    already in the user's language."""
+    modeladmin.message_user(
+        request,
+        _("%(action)s: %(count)s %(noun)s.")
+        % {"action": action_label(action), "count": count, "noun": noun},
+    )
+
+
+def human_time(value: datetime | None, now: datetime | None = None):
+    """ "3 minutes ago" (or "in 5 minutes"), with the exact local time, to the second, in
+    a tooltip and in the ``datetime`` attribute."""
+    if value is None:
+        return "-"
+    now = now or timezone.now()
+    local = timezone.localtime(value)
+    exact = formats.date_format(local, "Y-m-d H:i:s T")
+    if abs((now - value).total_seconds()) < 1:
+        text = _("just now")
+    elif value <= now:
+        text = _("%(span)s ago") % {"span": timesince(value, now, depth=1)}
+    else:
+        text = _("in %(span)s") % {"span": timeuntil(value, now, depth=1)}
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, text)
+
+
+def human_duration(span: timedelta | float | None) -> str:
+    """A duration as a person reads it: 850 ms, 4.2 s, 3 min 5 s, 2 h 10 min."""
+    if span is None:
+        return "-"
+    seconds = span.total_seconds() if isinstance(span, timedelta) else float(span)
+    if seconds < 1:
+        return _("%(n)d ms") % {"n": round(seconds * 1000)}
+    if seconds < 60:
+        return _("%(n).1f s") % {"n": seconds}
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return _("%(m)d min %(s)d s") % {"m": minutes, "s": secs}
+    hours, minutes = divmod(minutes, 60)
+    return _("%(h)d h %(m)d min") % {"h": hours, "m": minutes}

@@ -2,35 +2,120 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
-from django.urls import path, reverse
+from django.db.models.functions import Left
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, re_path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from queues import services
 from queues.admin.common import (
     CappedPaginator,
     ReadOnlyMixin,
+    human_duration,
+    human_time,
     pretty_json,
     progress_bar,
     report_done,
     status_badge,
 )
+from queues.admin.forms import EnqueueForm, JobEditForm
+from queues.exceptions import EnqueueError, InvalidJobState, JobNotFound
 from queues.exports import export_path
 from queues.extensions import job_details
-from queues.models import Job, JobLog, JobStatus
-from queues.registry import handler_names
-from queues.selectors import job_dependants, job_dependencies, payload_filter
+from queues.models import FINAL_STATUSES, Job, JobLog, JobStatus
+from queues.registry import get_handler, handler_names
+from queues.selectors import get_job, job_dependants, job_dependencies, payload_filter
+from queues.services.jobs import CANCELLABLE, RETRYABLE
+
+
+def _attempt_start(at):
+    """An attempt's start in local time to the millisecond (attempts seconds apart must
+    not look simultaneous), the date and zone in its tooltip."""
+    if at is None:
+        return "-"
+    local = timezone.localtime(at)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        at.isoformat(),
+        local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " " + local.strftime("%Z"),
+        local.strftime("%H:%M:%S.%f")[:-3],
+    )
+
+
+def handler_docs() -> dict[str, dict]:
+    """Each registered handler's example payload and schema, for the new-job form."""
+    docs = {}
+    for name in handler_names():
+        handler = get_handler(name)
+        docs[name] = {"example": handler.example, "schema": handler.schema}
+    return docs
+
+
+def _doc_texts(doc: dict) -> dict:
+    def text(value):
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    return {
+        "example": doc.get("example"),
+        "example_json": text(doc.get("example")),
+        "schema": doc.get("schema"),
+        "schema_json": text(doc.get("schema")),
+    }
+
+
+# How much of a job's error the list reads, for its first line.
+ERROR_HEAD = 200
+
+# The buttons of a job's page: action -> (the permission it needs, its label). Each POSTs
+# to /admin/queues/job/<id>/<action>/ (edit shows its form first).
+JOB_BUTTONS = {
+    "retry": ("queues.retry_job", _("Retry")),
+    "cancel": ("queues.cancel_job", _("Cancel")),
+    "promote": ("queues.promote_job", _("Run now")),
+    "duplicate": ("queues.add_job", _("Duplicate")),
+    "edit": ("queues.edit_job", _("Edit and retry")),
+}
+
+
+def job_buttons(job: Job, user) -> list[dict]:
+    """The actions this job's state allows and ``user`` holds the permission for."""
+    allowed = {
+        "retry": job.status in RETRYABLE and not job.worker,
+        "cancel": job.status in CANCELLABLE,
+        "promote": job.status == JobStatus.DELAYED,
+        "duplicate": True,
+        "edit": services.can_edit(job),
+    }
+    buttons = []
+    for action, (perm, label) in JOB_BUTTONS.items():
+        if not (allowed[action] and user.has_perm(perm)):
+            continue
+        if action == "edit" and job.status not in RETRYABLE:
+            label = _("Edit")
+        buttons.append(
+            {
+                "action": action,
+                "label": label,
+                "url": reverse("admin:queues_job_action", args=[job.pk, action]),
+                "form": action == "edit",  # a GET to its form, not a POST
+            }
+        )
+    return buttons
 
 
 class HandlerFilter(admin.SimpleListFilter):
     """Handler names from the registry: no DISTINCT over the jobs table."""
 
-    title = "handler"
+    title = _("handler")
     parameter_name = "name"
 
     def lookups(self, request, model_admin):
@@ -57,14 +142,15 @@ class JobAdmin(admin.ModelAdmin):
         "priority",
         "attempts_made",
         "progress_tag",
-        "created_at",
-        "finished_at",
+        "created",
+        "took",
+        "error_line",
     ]
     list_filter = ["status", "queue", HandlerFilter, "created_at"]
     list_select_related = ["queue"]
     list_per_page = 50
     search_fields = ["name"]
-    search_help_text = (
+    search_help_text = _(
         "A job id, key:value on the payload (to:alice@example.com, user.id:7), or a handler name."
     )
     show_full_result_count = False
@@ -107,7 +193,10 @@ class JobAdmin(admin.ModelAdmin):
         qs = super().get_queryset(request)
         match = request.resolver_match
         if match and match.url_name and match.url_name.endswith("changelist"):
-            qs = qs.defer("payload", "result", "backoff", "error")
+            # The first line of the error, without reading the whole text for every row.
+            qs = qs.defer("payload", "result", "backoff", "error").annotate(
+                error_head=Left("error", ERROR_HEAD)
+            )
         return qs
 
     def get_search_results(self, request, queryset, search_term):
@@ -124,32 +213,91 @@ class JobAdmin(admin.ModelAdmin):
         return queryset.filter(name=term), False
 
     def has_add_permission(self, request):
-        return False
+        # The add page is the new-job form (enqueue), not a model form.
+        return request.user.has_perm("queues.add_job")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Enqueue a job by hand: a registered handler, its payload (checked against the
+        handler's schema), and enqueue's options; audited as ``enqueue``."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        docs = handler_docs()
+        chosen = request.GET.get("name")
+        chosen = chosen if chosen in docs else next(iter(docs), None)
+        # The chosen handler's example fills the payload (the page's script swaps it for
+        # another handler's example until the user types their own).
+        example = (docs.get(chosen) or {}).get("example")
+        initial = {"name": chosen, "payload": example}
+        form = EnqueueForm(request.POST if request.method == "POST" else None, initial=initial)
+        if request.method != "POST" and example is not None:
+            form.fields["payload"].widget.attrs["data-from-example"] = "1"
+        if request.method == "POST" and form.is_valid():
+            name, payload, options = form.enqueue_arguments()
+            try:
+                job = services.enqueue(name, payload, by=request.user, **options)
+            except EnqueueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request, gettext("Job %(id)s was enqueued.") % {"id": job.pk}, messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:queues_job_change", args=[job.pk]))
+        chosen = form["name"].value() or chosen
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "form": form,
+            "title": gettext("Enqueue a job"),
+            "handler_docs": docs,
+            "handler_doc": _doc_texts(docs.get(chosen) or {}),
+        }
+        return TemplateResponse(request, "admin/queues/job/enqueue.html", context)
 
     def has_change_permission(self, request, obj=None):
         return False  # jobs change through actions only
 
     # --- columns ------------------------------------------------------------------------
 
-    @admin.display(description="id", ordering="id")
+    @admin.display(description=_("id"), ordering="id")
     def short_id(self, job):
         return str(job.pk)[:13]
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, job):
+        return human_time(job.created_at)
+
+    @admin.display(description=_("took"))
+    def took(self, job):
+        if job.started_at and job.finished_at and job.status in FINAL_STATUSES:
+            return human_duration(job.finished_at - job.started_at)
+        return "-"
+
+    @admin.display(description=_("error"))
+    def error_line(self, job):
+        head = getattr(job, "error_head", None)
+        if head is None:
+            head = job.error[:ERROR_HEAD]
+        line = head.strip().splitlines()[0] if head.strip() else ""
+        if not line:
+            return "-"
+        short = line if len(line) <= 80 else line[:79] + "…"
+        return format_html('<span class="jp-error" title="{}">{}</span>', line, short)
+
+    @admin.display(description=_("status"), ordering="status")
     def status_tag(self, job):
         return status_badge(job.status)
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress_tag(self, job):
         if job.status == JobStatus.ACTIVE:
             return progress_bar(job.progress)
         return f"{job.progress}%"
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_json(self, job):
         return pretty_json(job.payload)
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def result_json(self, job):
         return pretty_json(job.result) if job.result is not None else "-"
 
@@ -166,9 +314,9 @@ class JobAdmin(admin.ModelAdmin):
             (
                 (
                     a.number,
-                    a.outcome,
+                    a.get_outcome_display(),
                     a.worker or "-",
-                    a.started_at.isoformat(timespec="milliseconds") if a.started_at else "-",
+                    _attempt_start(a.started_at),
                     "-" if a.duration_ms is None else _("%(ms)s ms") % {"ms": a.duration_ms},
                     a.error or "",
                 )
@@ -186,7 +334,7 @@ class JobAdmin(admin.ModelAdmin):
             rows,
         )
 
-    @admin.display(description="last traceback")
+    @admin.display(description=_("last traceback"))
     def traceback_text(self, job):
         last = job.attempts.exclude(traceback="").order_by("-number").first()
         return format_html("<pre class='jp-json'>{}</pre>", last.traceback) if last else "-"
@@ -198,23 +346,30 @@ class JobAdmin(admin.ModelAdmin):
             return "-"
         return format_html_join(", ", '<a href="{}">{} ({}, {})</a>', rows)
 
-    @admin.display(description="depends on")
+    @admin.display(description=_("depends on"))
     def depends_on(self, job):
         return self._links(job_dependencies(job)[:50])
 
-    @admin.display(description="dependants")
+    @admin.display(description=_("dependants"))
     def dependants(self, job):
         return self._links(job_dependants(job)[:50])
 
-    @admin.display(description="export file")
+    @admin.display(description=_("export file"))
     def download(self, job):
         if job.name != "export-data" or job.status != JobStatus.COMPLETED:
             return "-"
         url = reverse("admin:queues_job_export", args=[job.pk])
-        return format_html('<a href="{}">Download {}</a>', url, (job.result or {}).get("file"))
+        return format_html(
+            '<a href="{}">{} {}</a>', url, gettext("Download"), (job.result or {}).get("file")
+        )
 
     def get_urls(self):
         return [
+            re_path(
+                rf"^(?P<pk>[0-9a-f-]{{36}})/(?P<action>{'|'.join(JOB_BUTTONS)})/$",
+                self.admin_site.admin_view(self.job_action_view),
+                name="queues_job_action",
+            ),
             path(
                 "<uuid:pk>/export/",
                 self.admin_site.admin_view(self.export_view),
@@ -223,15 +378,95 @@ class JobAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        try:
+            job = get_job(object_id)
+        except JobNotFound:
+            job = None  # the stock page says it does not exist
+        if job is not None:
+            extra_context["job_buttons"] = job_buttons(job, request.user)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def job_action_view(self, request, pk, action):
+        """One button of a job's page: POST runs it through its audited service (edit:
+        GET shows the form), then back to the job's page with what happened."""
+        if action not in JOB_BUTTONS:
+            raise Http404(gettext("no such job action: %(action)s") % {"action": action})
+        if not request.user.has_perm(JOB_BUTTONS[action][0]):
+            raise PermissionDenied
+        try:
+            job = get_job(pk)
+        except JobNotFound as exc:
+            raise Http404(str(exc)) from None
+        if action == "edit":
+            return self._edit_view(request, job)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        page = reverse("admin:queues_job_change", args=[job.pk])
+        try:
+            if action == "retry":
+                services.retry_job(job.pk, by=request.user)
+                done = gettext("The job was sent back to its queue.")
+            elif action == "cancel":
+                services.cancel_job(job.pk, by=request.user)
+                done = gettext("The job was cancelled.")
+            elif action == "promote":
+                services.promote_job(job.pk, by=request.user)
+                done = gettext("The job will run now.")
+            else:
+                copy = services.duplicate_job(job.pk, by=request.user)
+                page = reverse("admin:queues_job_change", args=[copy.pk])
+                done = gettext("This is a copy of job %(id)s, enqueued.") % {"id": job.pk}
+        except (InvalidJobState, EnqueueError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return HttpResponseRedirect(page)
+
+    def _edit_view(self, request, job):
+        page = reverse("admin:queues_job_change", args=[job.pk])
+        if not services.can_edit(job):
+            self.message_user(
+                request,
+                gettext("Only waiting, delayed, failed or cancelled jobs can be edited."),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(page)
+        form = JobEditForm(request.POST if request.method == "POST" else None, job=job)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.edit_job(job.pk, **form.changes(), by=request.user)
+            except EnqueueError as exc:
+                form.add_error(None, str(exc))
+            except InvalidJobState as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(page)
+            else:
+                self.message_user(request, gettext("The job was changed."), messages.SUCCESS)
+                return HttpResponseRedirect(page)
+        retry = job.status in RETRYABLE
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "job": job,
+            "form": form,
+            "retry": retry,
+            "title": gettext("Edit and retry job %(id)s") % {"id": job.pk}
+            if retry
+            else gettext("Edit job %(id)s") % {"id": job.pk},
+        }
+        return TemplateResponse(request, "admin/queues/job/edit.html", context)
+
     def export_view(self, request, pk):
         if not self.has_view_permission(request):
             raise PermissionDenied
         file = export_path(pk)
         if not file.is_file():
-            raise Http404("no export file for this job")
+            raise Http404(gettext("no export file for this job"))
         return FileResponse(file.open("rb"), as_attachment=True, filename=f"export-{pk}.csv")
 
-    @admin.display(description="related")
+    @admin.display(description=_("related"))
     def related(self, job):
         # Rows other apps register (scheduling: "created by schedule").
         rows = [(label, render(job)) for label, render in job_details]
@@ -242,29 +477,34 @@ class JobAdmin(admin.ModelAdmin):
 
     # --- actions (each over everything selected, "select all" included) ----------------
 
-    @admin.action(description="Retry selected jobs (failed or cancelled)", permissions=["retry"])
+    @admin.action(description=_("Retry selected jobs (failed or cancelled)"), permissions=["retry"])
     def retry_selected(self, request, queryset):
         count = services.retry_jobs(queryset, by=request.user)
-        report_done(self, request, action="retry_jobs", count=count, noun="jobs")
+        report_done(self, request, action="retry_jobs", count=count, noun=gettext("jobs"))
 
-    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    @admin.action(description=_("Cancel selected jobs"), permissions=["cancel"])
     def cancel_selected(self, request, queryset):
         count = services.cancel_jobs(queryset, by=request.user)
-        report_done(self, request, action="cancel_jobs", count=count, noun="jobs")
+        report_done(self, request, action="cancel_jobs", count=count, noun=gettext("jobs"))
 
-    @admin.action(description="Run selected delayed jobs now", permissions=["promote"])
+    @admin.action(description=_("Run selected delayed jobs now"), permissions=["promote"])
     def promote_selected(self, request, queryset):
         count = services.promote_jobs(queryset, by=request.user)
-        report_done(self, request, action="promote_jobs", count=count, noun="jobs")
+        report_done(self, request, action="promote_jobs", count=count, noun=gettext("jobs"))
 
-    @admin.action(description="Delete selected jobs (not active ones)", permissions=["delete"])
+    @admin.action(description=_("Delete selected jobs (not active ones)"), permissions=["delete"])
     def delete_selected_jobs(self, request, queryset):
         deleted, skipped = services.delete_jobs(queryset, by=request.user)
-        report_done(self, request, action="delete_jobs", count=deleted, noun="jobs")
+        report_done(self, request, action="delete_jobs", count=deleted, noun=gettext("jobs"))
         if skipped:
             self.message_user(
                 request,
-                f"{skipped} active jobs were not deleted: cancel them first.",
+                ngettext(
+                    "%(count)d active job was not deleted: cancel it first.",
+                    "%(count)d active jobs were not deleted: cancel them first.",
+                    skipped,
+                )
+                % {"count": skipped},
                 messages.WARNING,
             )
 

@@ -7,19 +7,25 @@ from django.contrib import admin, messages
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from queues import services
 from queues.admin.common import CappedPaginator, ReadOnlyMixin, report_done
 from queues.exceptions import InvalidJobState
-from queues.models import AuditLog, JobAttempt, Queue, Worker
+from queues.models import AuditLog, JobAttempt, JobStatus, Queue, Worker
 from queues.selectors import is_live
 from queues.services.queues import CLEANABLE
 
 
 class CleanForm(forms.Form):
-    status = forms.ChoiceField(choices=[(s, s) for s in CLEANABLE], initial="completed")
-    grace_ms = forms.IntegerField(min_value=0, initial=3_600_000, label="Older than (ms)")
-    limit = forms.IntegerField(min_value=1, initial=1000)
+    status = forms.ChoiceField(
+        label=_("status"),
+        choices=[(s, JobStatus(s).label) for s in CLEANABLE],
+        initial="completed",
+    )
+    grace_ms = forms.IntegerField(min_value=0, initial=3_600_000, label=_("Older than (ms)"))
+    limit = forms.IntegerField(min_value=1, initial=1000, label=_("At most"))
 
 
 @admin.register(Queue)
@@ -44,7 +50,7 @@ class QueueAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "description", "paused"]}),
         (
-            "Job defaults",
+            _("Job defaults"),
             {
                 "fields": [
                     "default_priority",
@@ -55,7 +61,7 @@ class QueueAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Limits",
+            _("Limits"),
             {
                 "fields": [
                     "rate_limit_max",
@@ -67,68 +73,77 @@ class QueueAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Retention",
+            _("Retention"),
             {"fields": ["keep_completed_count", "keep_completed_age", "keep_failed_age"]},
         ),
-        ("History", {"fields": ["created_at", "updated_at"]}),
+        (_("History"), {"fields": ["created_at", "updated_at"]}),
     ]
 
     def _count(self, queue, status):
         snapshot = getattr(queue, "snapshot", None)
         return snapshot.counts.get(status, 0) if snapshot else "-"
 
-    @admin.display(description="waiting")
+    @admin.display(description=_("waiting"))
     def waiting(self, q):
         return self._count(q, "waiting")
 
-    @admin.display(description="active")
+    @admin.display(description=_("active"))
     def active(self, q):
         return self._count(q, "active")
 
-    @admin.display(description="delayed")
+    @admin.display(description=_("delayed"))
     def delayed(self, q):
         return self._count(q, "delayed")
 
-    @admin.display(description="failed")
+    @admin.display(description=_("failed"))
     def failed(self, q):
         return self._count(q, "failed")
 
-    @admin.display(description="completed")
+    @admin.display(description=_("completed"))
     def completed(self, q):
         return self._count(q, "completed")
 
-    @admin.display(description="latency")
+    @admin.display(description=_("latency"))
     def latency(self, q):
         seconds = q.latency_seconds(timezone.now())
-        return f"{seconds:.0f} s" if seconds else "-"
+        return gettext("%(seconds).0f s") % {"seconds": seconds} if seconds else "-"
 
-    @admin.display(description="rate limit")
+    @admin.display(description=_("rate limit"))
     def rate_limit(self, q):
         if q.rate_limit_max and q.rate_limit_duration_ms:
-            return f"{q.rate_limit_max} / {q.rate_limit_duration_ms} ms"
+            return gettext("%(max)s / %(ms)s ms") % {
+                "max": q.rate_limit_max,
+                "ms": q.rate_limit_duration_ms,
+            }
         return "-"
 
-    @admin.action(description="Pause selected queues", permissions=["pause"])
+    @admin.action(description=_("Pause selected queues"), permissions=["pause"])
     def pause_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         for name in names:
             services.pause_queue(name, by=request.user)
-        report_done(self, request, action="pause_queues", count=len(names), noun="queues")
+        report_done(self, request, action="pause_queues", count=len(names), noun=gettext("queues"))
 
-    @admin.action(description="Resume selected queues", permissions=["pause"])
+    @admin.action(description=_("Resume selected queues"), permissions=["pause"])
     def resume_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         for name in names:
             services.resume_queue(name, by=request.user)
-        report_done(self, request, action="resume_queues", count=len(names), noun="queues")
+        report_done(self, request, action="resume_queues", count=len(names), noun=gettext("queues"))
 
-    @admin.action(description="Empty selected queues (delete waiting jobs)", permissions=["empty"])
+    @admin.action(
+        description=_("Empty selected queues (delete waiting jobs)"), permissions=["empty"]
+    )
     def empty_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         count = sum(services.empty_queue(name, by=request.user) for name in names)
-        report_done(self, request, action="empty_queues", count=count, noun="waiting jobs deleted")
+        report_done(
+            self, request, action="empty_queues", count=count, noun=gettext("waiting jobs deleted")
+        )
 
-    @admin.action(description="Clean selected queues (by status and age)…", permissions=["empty"])
+    @admin.action(
+        description=_("Clean selected queues (by status and age)…"), permissions=["empty"]
+    )
     def clean_selected(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         form = CleanForm(request.POST if "apply" in request.POST else None)
@@ -141,14 +156,16 @@ class QueueAdmin(admin.ModelAdmin):
             except InvalidJobState as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 return None
-            report_done(self, request, action="clean_queues", count=count, noun="jobs deleted")
+            report_done(
+                self, request, action="clean_queues", count=count, noun=gettext("jobs deleted")
+            )
             return None
         return render(
             request,
             "admin/queues/clean_queues.html",
             {
                 **self.admin_site.each_context(request),
-                "title": "Clean queues",
+                "title": gettext("Clean queues"),
                 "form": form,
                 "queues": queryset,
                 "opts": self.model._meta,
@@ -177,13 +194,13 @@ class WorkerAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "state",
     ]
 
-    @admin.display(description="state")
+    @admin.display(description=_("state"))
     def state(self, worker):
         stale = not is_live(worker)
         return format_html(
             '<span class="jp-badge" style="background:{}">{}</span>',
             "#ba2121" if stale else "#2e7d32",
-            "stale" if stale else "online",
+            gettext("stale") if stale else gettext("online"),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from rest_framework.permissions import BasePermission
 
 
@@ -10,10 +11,15 @@ def requires(*perms: str, staff: bool = True) -> type[BasePermission]:
     one of ``perms`` (e.g. ``"queues.retry_job"``)."""
 
     class Requires(BasePermission):
-        message = (
-            f"requires {'staff status and ' if staff else ''}the permission(s) "
-            f"{', '.join(perms) or 'none'}"
-        )
+        # Worded when a request is refused, in that request's language.
+        @property
+        def message(self) -> str:
+            names = ", ".join(perms) or gettext("none")
+            if staff:
+                return gettext("requires staff status and the permission(s) %(perms)s") % {
+                    "perms": names
+                }
+            return gettext("requires the permission(s) %(perms)s") % {"perms": names}
 
         def has_permission(self, request, view) -> bool:
             user = request.user

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
 from queues.exceptions import EnqueueError
@@ -115,7 +117,7 @@ class JobCreateIn(serializers.Serializer):
     def validate(self, data):
         if "delay_ms" in data and "run_at" in data:
             raise serializers.ValidationError(
-                {"delay_ms": ["give either delay_ms or run_at, not both"]}
+                {"delay_ms": [_("give either delay_ms or run_at, not both")]}
             )
         return data
 
@@ -158,7 +160,7 @@ class JobFilterIn(serializers.Serializer):
     name = serializers.CharField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
-    q = serializers.CharField(required=False, help_text="key:value on the payload")
+    q = serializers.CharField(required=False, help_text=gettext_lazy("key:value on the payload"))
 
 
 class CountOut(serializers.Serializer):
@@ -220,7 +222,7 @@ class QueuePatchIn(serializers.ModelSerializer):
         }
         if bool(rate["rate_limit_max"]) != bool(rate["rate_limit_duration_ms"]):
             raise serializers.ValidationError(
-                {"rate_limit_max": ["set rate_limit_max and rate_limit_duration_ms together"]}
+                {"rate_limit_max": [_("set rate_limit_max and rate_limit_duration_ms together")]}
             )
         if "default_backoff" in data:
             data["default_backoff"] = dict(data["default_backoff"])

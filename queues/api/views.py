@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
@@ -75,7 +77,7 @@ class QueueViewSet(ViewSet):
     # Not named "list": the answer is one object (queues + summary), not an array.
     @extend_schema(
         responses=QueueSummary,
-        summary="Every queue with its job counts by status",
+        summary=gettext_lazy("Every queue with its job counts by status"),
         operation_id="queues_list",
     )
     def overview(self, request):
@@ -242,7 +244,9 @@ class Stats(APIView):
     permission_classes = [requires("queues.view_job")]
 
     @extend_schema(
-        parameters=[OpenApiParameter("window", int, description="Seconds (default 3600)")],
+        parameters=[
+            OpenApiParameter("window", int, description=gettext_lazy("Seconds (default 3600)"))
+        ],
         responses=inline_serializer("Stats", {"window_seconds": serializers.IntegerField()}),
     )
     def get(self, request):
@@ -251,5 +255,7 @@ class Stats(APIView):
         except ValueError:
             window = -1
         if not 60 <= window <= 7 * 24 * 3600:
-            raise serializers.ValidationError({"window": ["seconds from 60 to 604800"]})
+            raise serializers.ValidationError(
+                {"window": [_("seconds from %(low)s to %(high)s") % {"low": 60, "high": 604800}]}
+            )
         return Response(stats(window_seconds=window))

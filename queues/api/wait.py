@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.translation import gettext
 from redis.exceptions import RedisError
 from rest_framework.authtoken.models import Token
 
@@ -89,18 +90,29 @@ async def job_wait(request, pk):
     refused = await sync_to_async(_authorize)(request)
     if refused == 401:
         return JsonResponse(
-            {"detail": "Authentication credentials were not provided."},
+            {"detail": gettext("Authentication credentials were not provided.")},
             status=401,
             headers={"WWW-Authenticate": "Token"},
         )
     if refused == 403:
-        return JsonResponse({"detail": "requires the permission queues.view_job"}, status=403)
+        return JsonResponse(
+            {"detail": gettext("requires the permission %(perm)s") % {"perm": "queues.view_job"}},
+            status=403,
+        )
     try:
         timeout = float(request.GET.get("timeout", 30))
     except ValueError:
         timeout = -1
     if not 0 <= timeout <= MAX_TIMEOUT:
-        return JsonResponse({"timeout": [f"seconds from 0 to {MAX_TIMEOUT:g}"]}, status=400)
+        return JsonResponse(
+            {
+                "timeout": [
+                    gettext("seconds from %(low)s to %(high)s")
+                    % {"low": 0, "high": f"{MAX_TIMEOUT:g}"}
+                ]
+            },
+            status=400,
+        )
     try:
         state, final = await sync_to_async(_state)(pk)
     except JobNotFound as exc:

@@ -1,5 +1,6 @@
 """Every state change of queues and jobs. Admin, API, commands and handlers call these."""
 
+from queues.services.editing import can_edit, duplicate_job, edit_job
 from queues.services.enqueuing import (
     enqueue,
     enqueue_many,
@@ -26,11 +27,14 @@ from queues.services.queues import (
 
 __all__ = [
     "apply_retention",
+    "can_edit",
     "cancel_job",
     "cancel_jobs",
     "clean_queue",
     "delete_job",
     "delete_jobs",
+    "duplicate_job",
+    "edit_job",
     "promote_job",
     "promote_jobs",
     "empty_queue",

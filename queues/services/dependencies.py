@@ -20,6 +20,7 @@ from uuid import UUID
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues.exceptions import EnqueueError
 from queues.locks import lock_jobs
@@ -126,7 +127,9 @@ def dependency_edges(planned: list[Planned], refs: Mapping[str, int]) -> list[li
                 try:
                     deps.append(("id", _job_id(value)))
                 except EnqueueError as exc:
-                    raise EnqueueError(f"job #{index}: {exc}") from None
+                    raise EnqueueError(
+                        gettext("job #%(index)s: %(error)s") % {"index": index, "error": exc}
+                    ) from None
         edges.append(list(dict.fromkeys(deps)))
     return edges
 
@@ -140,7 +143,7 @@ def topological_order(planned: list[Planned], edges: list[list], refs) -> list[i
         if state.get(index) == "visiting":
             cycle = [*path[path.index(index) :], index]
             names = " -> ".join(planned[i].ref or f"#{i}" for i in cycle)
-            raise EnqueueError(f"dependency cycle: {names}")
+            raise EnqueueError(gettext("dependency cycle: %(cycle)s") % {"cycle": names})
         state[index] = "visiting"
         for kind, target in edges[index]:
             if kind == "ref":
@@ -198,4 +201,6 @@ def _job_id(value: Any) -> UUID:
     try:
         return UUID(str(value))
     except ValueError:
-        raise EnqueueError(f"dependency {value!r} is not a job id") from None
+        raise EnqueueError(
+            gettext("dependency %(value)s is not a job id") % {"value": repr(value)}
+        ) from None

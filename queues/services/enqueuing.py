@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues import audit, doorbell
 from queues.audit import Actor
@@ -73,17 +74,21 @@ def enqueue_many(
     for index, spec in enumerate(specs):
         try:
             if not isinstance(spec, Mapping) or "name" not in spec:
-                raise EnqueueError("each spec must be a mapping with a 'name'")
+                raise EnqueueError(gettext("each spec must be a mapping with a 'name'"))
             options = {k: v for k, v in spec.items() if k not in ("name", "payload", "ref")}
             item = plan(spec["name"], spec.get("payload"), options, now)
             ref = spec.get("ref")
             if ref is not None:
                 if not isinstance(ref, str) or ref in refs:
-                    raise EnqueueError(f"ref must be a unique string, got {ref!r}")
+                    raise EnqueueError(
+                        gettext("ref must be a unique string, got %(ref)s") % {"ref": repr(ref)}
+                    )
                 refs[ref] = index
                 item.ref = ref
         except EnqueueError as exc:
-            raise type(exc)(f"job #{index}: {exc}") from None
+            raise type(exc)(
+                gettext("job #%(index)s: %(error)s") % {"index": index, "error": exc}
+            ) from None
         planned.append(item)
     if not planned:
         return []
@@ -102,8 +107,10 @@ def _own_commit(durable: bool) -> Iterator[None]:
     WAL flush (group commit: the WAL writer flushes it within 3 x wal_writer_delay)."""
     if not durable and transaction.get_connection().in_atomic_block:
         raise EnqueueError(
-            "durable=False is about enqueue's own commit; inside a transaction the commit "
-            "is the caller's (leave durable out, or call enqueue outside the transaction)"
+            gettext(
+                "durable=False is about enqueue's own commit; inside a transaction the commit "
+                "is the caller's (leave durable out, or call enqueue outside the transaction)"
+            )
         )
     with transaction.atomic():
         if not durable and connection.vendor == "postgresql":
@@ -142,7 +149,9 @@ def _write(planned: list[Planned], refs: Mapping[str, int] | None = None) -> lis
         statuses = lock_parents(existing)
         missing = [str(p) for p in existing if p not in statuses]
         if missing:
-            raise UnknownDependency(f"no job has id {missing[0]} (depends_on)")
+            raise UnknownDependency(
+                gettext("no job has id %(id)s (depends_on)") % {"id": missing[0]}
+            )
         # Decide each job's first status, parents before children.
         for index in order:
             item = planned[index]

@@ -11,12 +11,20 @@ from uuid import UUID
 from django.db import DatabaseError, IntegrityError, models, transaction
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues import audit, doorbell, signals
 from queues.audit import Actor
 from queues.exceptions import InvalidJobState
 from queues.locks import lock_job_ids, lock_jobs
-from queues.models import FINAL_STATUSES, HELD_BY_WORKER, Job, JobDependency, JobStatus
+from queues.models import (
+    FINAL_STATUSES,
+    HELD_BY_WORKER,
+    Job,
+    JobDependency,
+    JobStatus,
+    status_word,
+)
 from queues.selectors import get_job
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
@@ -104,14 +112,17 @@ def retry_job(job_id: UUID | str, *, by: Actor = None) -> Job:
     job = get_job(job_id)
     if job.status == JobStatus.CANCELLED and job.worker:
         raise InvalidJobState(
-            f"job {job.pk} was cancelled and its handler is still stopping; retry it later",
+            gettext("job %(id)s was cancelled and its handler is still stopping; retry it later")
+            % {"id": job.pk},
             state=job.status,
         )
     with transaction.atomic():
         retried, refusals = _retry_chunk([job.pk], Job.objects.filter(pk=job.pk))
         if not retried:
+            reason = refusals.get(job.pk) or gettext("cannot be retried")
             raise InvalidJobState(
-                f"job {job.pk} {refusals.get(job.pk, 'cannot be retried')}", state=job.status
+                gettext("job %(id)s %(reason)s") % {"id": job.pk, "reason": reason},
+                state=job.status,
             )
         audit.record(by=by, action="retry_jobs", target=str(job.pk), count=1)
     job.refresh_from_db()
@@ -149,7 +160,7 @@ def _retry_chunk(ids: list[UUID], jobs: QuerySet[Job]) -> tuple[int, dict[UUID, 
             # the partial unique index refused the retry. Its row is committed now.
             if attempt == KEY_RACE_TRIES - 1:
                 raise InvalidJobState(
-                    "a concurrent enqueue keeps taking these jobs' unique_key; retry later"
+                    gettext("a concurrent enqueue keeps taking these jobs' unique_key; retry later")
                 ) from None
     raise AssertionError("unreachable")
 
@@ -176,9 +187,13 @@ def _retry_locked(ids: list[UUID], jobs: QuerySet[Job]) -> tuple[int, dict[UUID,
         if job_id not in wanted:
             continue
         if status not in RETRYABLE:
-            refusals[job_id] = f"is {status}; only failed or cancelled jobs can be retried"
+            refusals[job_id] = gettext(
+                "is %(status)s; only failed or cancelled jobs can be retried"
+            ) % {"status": status_word(status)}
         elif status == JobStatus.CANCELLED and worker:
-            refusals[job_id] = "was cancelled and its handler is still stopping; retry it later"
+            refusals[job_id] = gettext(
+                "was cancelled and its handler is still stopping; retry it later"
+            )
         else:
             candidates.append((job_id, queue_id, queue_name, key))
     _refuse_key_clashes(candidates, refusals)
@@ -225,10 +240,10 @@ def _refuse_key_clashes(candidates: list[tuple], refusals: dict[UUID, str]) -> N
     )
     for job_id, queue_id, queue_name, key in sorted(keyed, reverse=True):
         if (queue_id, key) in taken:
-            refusals[job_id] = (
-                f"cannot be retried: another unfinished job of queue {queue_name} has its "
-                f"unique_key {key!r}"
-            )
+            refusals[job_id] = gettext(
+                "cannot be retried: another unfinished job of queue %(queue)s has its "
+                "unique_key %(key)s"
+            ) % {"queue": queue_name, "key": repr(key)}
         taken.add((queue_id, key))  # the newest of the chunk takes it
 
 
@@ -250,10 +265,10 @@ def _decide_dependencies(candidates, links, state, coming, refusals) -> set[UUID
                     if parent in coming and parent not in refusals:
                         blocked.add(child)
                     else:
-                        refusals[child] = (
-                            f"cannot be retried: its required dependency {parent} is {status}; "
-                            "retry that job first, or both together"
-                        )
+                        refusals[child] = gettext(
+                            "cannot be retried: its required dependency %(parent)s is "
+                            "%(status)s; retry that job first, or both together"
+                        ) % {"parent": parent, "status": status_word(status)}
                         blocked.discard(child)
                         changed = True
                         break
@@ -268,10 +283,16 @@ def cancel_job(job_id: UUID | str, *, by: Actor = None) -> Job:
     with transaction.atomic():
         if not _cancel(Job.objects.filter(pk=job.pk)):
             job.refresh_from_db()
-            state = job.status if job.status in FINAL_STATUSES else "not cancellable"
-            raise InvalidJobState(
-                f"job {job.pk} is already {state}; it cannot be cancelled", state=job.status
-            )
+            if job.status in FINAL_STATUSES:
+                message = gettext("job %(id)s is already %(status)s; it cannot be cancelled") % {
+                    "id": job.pk,
+                    "status": status_word(job.status),
+                }
+            else:
+                message = gettext(
+                    "job %(id)s is already not cancellable; it cannot be cancelled"
+                ) % {"id": job.pk}
+            raise InvalidJobState(message, state=job.status)
         audit.record(by=by, action="cancel_jobs", target=str(job.pk), count=1)
     job.refresh_from_db()
     return job
@@ -321,7 +342,8 @@ def promote_job(job_id: UUID | str, *, by: Actor = None) -> Job:
         if not _promote(Job.objects.filter(pk=job.pk)):
             job.refresh_from_db()
             raise InvalidJobState(
-                f"job {job.pk} is {job.status}; only delayed jobs can be promoted",
+                gettext("job %(id)s is %(status)s; only delayed jobs can be promoted")
+                % {"id": job.pk, "status": status_word(job.status)},
                 state=job.status,
             )
         audit.record(by=by, action="promote_jobs", target=str(job.pk), count=1)
@@ -367,7 +389,10 @@ def delete_job(job_id: UUID | str, *, by: Actor = None) -> None:
     with transaction.atomic():
         deleted, skipped = _delete(Job.objects.filter(pk=job.pk), [0])
         if skipped:
-            raise InvalidJobState(f"job {job.pk} is active; cancel it first", state=job.status)
+            raise InvalidJobState(
+                gettext("job %(id)s is active; cancel it first") % {"id": job.pk},
+                state=job.status,
+            )
         audit.record(by=by, action="delete_jobs", target=str(job.pk), count=deleted)
 
 

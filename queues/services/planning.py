@@ -15,13 +15,14 @@ from uuid import UUID
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues.backoff import normalize_backoff
 from queues.exceptions import EnqueueError
 from queues.ids import uuid7
 from queues.models import Job, JobStatus, Queue
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
-from queues.registry import Handler, get_handler
+from queues.registry import Handler, get_handler, payload_error
 from queues.selectors import get_queue
 from queues.webhooks import check_webhook_url
 
@@ -56,9 +57,14 @@ class Planned:
 def plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) -> Planned:
     unknown = set(options) - _ENQUEUE_OPTIONS
     if unknown:
-        raise EnqueueError(f"unknown enqueue options: {', '.join(sorted(unknown))}")
+        raise EnqueueError(
+            gettext("unknown enqueue options: %(options)s")
+            % {"options": ", ".join(sorted(unknown))}
+        )
     if not isinstance(name, str) or not name:
-        raise EnqueueError(f"a job name must be a non-empty string, got {name!r}")
+        raise EnqueueError(
+            gettext("a job name must be a non-empty string, got %(name)s") % {"name": repr(name)}
+        )
     handler = get_handler(name)
     queue = get_queue(options.get("queue") or handler.queue or DEFAULT_QUEUE)
 
@@ -69,9 +75,18 @@ def plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) -> 
         text = json.dumps(payload, allow_nan=False)
         payload = json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise EnqueueError(f"payload must be JSON-serializable: {exc}") from None
+        raise EnqueueError(
+            gettext("payload must be JSON-serializable: %(error)s") % {"error": exc}
+        ) from None
     if "\\u0000" in text:
-        raise EnqueueError("payload must not contain NUL characters (\\u0000)")
+        raise EnqueueError(gettext("payload must not contain NUL characters (\\u0000)"))
+    if handler.validator is not None:
+        problem = payload_error(handler, payload)
+        if problem:
+            raise EnqueueError(
+                gettext("the payload does not match the schema of handler %(name)s: %(problem)s")
+                % {"name": name, "problem": problem}
+            )
 
     if options:
         values = _settings(options, handler, queue)
@@ -85,7 +100,10 @@ def plan(name: str, payload: Any, options: Mapping[str, Any], now: datetime) -> 
         values = entry[1]
     mode = options.get("dependencies_mode", "required")
     if mode not in DEPENDENCY_MODES:
-        raise EnqueueError(f"dependencies_mode must be one of {DEPENDENCY_MODES}, got {mode!r}")
+        raise EnqueueError(
+            gettext("dependencies_mode must be one of %(modes)s, got %(mode)s")
+            % {"modes": DEPENDENCY_MODES, "mode": repr(mode)}
+        )
     depends_on = options.get("depends_on") or []
     if isinstance(depends_on, str | UUID | Job) or not isinstance(depends_on, Iterable):
         depends_on = [depends_on]
@@ -110,12 +128,18 @@ def _settings(options: Mapping[str, Any], handler: Handler, queue: Queue) -> dic
     priority = _pick(options.get("priority"), handler.priority, queue.default_priority)
     if not _is_int(priority) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise EnqueueError(
-            f"priority must be an integer from {MIN_PRIORITY} (CRITICAL) to {MAX_PRIORITY} "
-            f"(BACKGROUND), got {priority!r}"
+            gettext(
+                "priority must be an integer from %(low)s (CRITICAL) to %(high)s "
+                "(BACKGROUND), got %(priority)s"
+            )
+            % {"low": MIN_PRIORITY, "high": MAX_PRIORITY, "priority": repr(priority)}
         )
     attempts = _pick(options.get("attempts"), handler.attempts, queue.default_attempts)
     if not _is_int(attempts) or not 1 <= attempts <= 1000:
-        raise EnqueueError(f"attempts must be an integer from 1 to 1000, got {attempts!r}")
+        raise EnqueueError(
+            gettext("attempts must be an integer from 1 to 1000, got %(attempts)s")
+            % {"attempts": repr(attempts)}
+        )
     backoff = options.get("backoff")
     if backoff is not None:
         backoff = normalize_backoff(backoff)
@@ -128,14 +152,18 @@ def _settings(options: Mapping[str, Any], handler: Handler, queue: Queue) -> dic
         or not math.isfinite(timeout)
         or timeout <= 0
     ):
-        raise EnqueueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        raise EnqueueError(
+            gettext("timeout must be a positive number of seconds, got %(timeout)s")
+            % {"timeout": repr(timeout)}
+        )
 
     unique_key = options.get("unique_key")
     if unique_key is not None and (
         not isinstance(unique_key, str) or not 0 < len(unique_key) <= 200
     ):
         raise EnqueueError(
-            f"unique_key must be a string of 1 to 200 characters, got {unique_key!r}"
+            gettext("unique_key must be a string of 1 to 200 characters, got %(key)s")
+            % {"key": repr(unique_key)}
         )
     webhook_url = options.get("webhook_url") or ""
     if webhook_url:
@@ -185,22 +213,29 @@ def _pick(*values):
 
 def _run_at(delay: Any, run_at: Any, now: datetime) -> datetime | None:
     if delay is not None and run_at is not None:
-        raise EnqueueError("give either delay or run_at, not both")
+        raise EnqueueError(gettext("give either delay or run_at, not both"))
     if delay is not None:
         if isinstance(delay, timedelta):
             seconds = delay.total_seconds()
         elif isinstance(delay, int | float) and not isinstance(delay, bool):
             seconds = float(delay)
         else:
-            raise EnqueueError(f"delay must be seconds or a timedelta, got {delay!r}")
+            raise EnqueueError(
+                gettext("delay must be seconds or a timedelta, got %(delay)s")
+                % {"delay": repr(delay)}
+            )
         if not math.isfinite(seconds) or seconds < 0:
-            raise EnqueueError(f"delay must not be negative, got {delay!r}")
+            raise EnqueueError(
+                gettext("delay must not be negative, got %(delay)s") % {"delay": repr(delay)}
+            )
         return now + timedelta(seconds=seconds) if seconds > 0 else None
     if run_at is not None:
         if not isinstance(run_at, datetime):
-            raise EnqueueError(f"run_at must be a datetime, got {run_at!r}")
+            raise EnqueueError(
+                gettext("run_at must be a datetime, got %(run_at)s") % {"run_at": repr(run_at)}
+            )
         if timezone.is_naive(run_at):
-            raise EnqueueError("run_at must be timezone-aware (e.g. timezone.now() + ...)")
+            raise EnqueueError(gettext("run_at must be timezone-aware (e.g. timezone.now() + ...)"))
         return run_at
     return None
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from queues import audit, doorbell
 from queues.audit import Actor
@@ -31,7 +32,7 @@ RETENTION_BATCH = 10_000
 def _queue(name: str) -> Queue:
     queue = Queue.objects.filter(name=name).first()
     if queue is None:
-        raise QueueNotFound(f"no queue is named {name!r}")
+        raise QueueNotFound(gettext("no queue is named %(name)s") % {"name": repr(name)})
     return queue
 
 
@@ -95,9 +96,12 @@ def clean_queue(
     Never active or blocked jobs."""
     queue = _queue(name)
     if status not in CLEANABLE:
-        raise InvalidJobState(f"clean takes a status among {', '.join(CLEANABLE)}, got {status!r}")
+        raise InvalidJobState(
+            gettext("clean takes a status among %(statuses)s, got %(status)s")
+            % {"statuses": ", ".join(CLEANABLE), "status": repr(status)}
+        )
     if grace_ms < 0 or limit < 1:
-        raise InvalidJobState("grace_ms must be >= 0 and limit >= 1")
+        raise InvalidJobState(gettext("grace_ms must be >= 0 and limit >= 1"))
     return audited(
         "clean_queues",
         by=by,

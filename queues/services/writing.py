@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext
 from psycopg.types.json import Jsonb
 
 from queues import signals
@@ -51,7 +52,7 @@ def insert_jobs(jobs: list[Job]) -> list[Job]:
         if not still:
             return result
         pending = still
-    raise EnqueueError("unique_key kept conflicting; try again")
+    raise EnqueueError(gettext("unique_key kept conflicting; try again"))
 
 
 # The Job model's columns, in the order ``_row`` gives them; a test compares them.

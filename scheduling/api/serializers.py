@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -57,13 +59,15 @@ check_queue = _domain_check(get_queue)
             {"type": "integer", "enum": [0, 1, 2]},
             {"type": "string", "enum": list(STATUS_NAMES)},
         ],
-        "description": "1 = enabled, 0 = disabled, 2 = paused (or the name).",
+        "description": _("1 = enabled, 0 = disabled, 2 = paused (or the name)."),
     }
 )
 class StatusField(serializers.Field):
     default_error_messages = {
-        "invalid": "status must be 1 (enabled), 0 (disabled) or 2 (paused), "
-        "or one of 'enabled', 'disabled', 'paused'; got {value!r}."
+        "invalid": _(
+            "status must be 1 (enabled), 0 (disabled) or 2 (paused), "
+            "or one of 'enabled', 'disabled', 'paused'; got {value!r}."
+        )
     }
 
     def to_internal_value(self, data):
@@ -89,7 +93,7 @@ class StrictInput(serializers.Serializer):
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({k: ["Unknown field."] for k in unknown})
+                raise serializers.ValidationError({k: [gettext("Unknown field.")] for k in unknown})
         return super().to_internal_value(data)
 
     def _merge_aliases(self, attrs: dict) -> None:
@@ -97,7 +101,12 @@ class StrictInput(serializers.Serializer):
             if alias in attrs:
                 if name in attrs:
                     raise serializers.ValidationError(
-                        {alias: [f"Give {name} or {alias}, not both."]}
+                        {
+                            alias: [
+                                gettext("Give %(name)s or %(alias)s, not both.")
+                                % {"name": name, "alias": alias}
+                            ]
+                        }
                     )
                 attrs[name] = attrs.pop(alias)
 
@@ -106,16 +115,16 @@ class ScheduleFieldsInput(StrictInput):
     """What both create and change accept."""
 
     description = serializers.CharField(required=False, allow_blank=True)
-    payload = serializers.JSONField(required=False, help_text="The job's payload (JSON).")
+    payload = serializers.JSONField(required=False, help_text=_("The job's payload (JSON)."))
     priority = serializers.IntegerField(
         required=False, allow_null=True, min_value=MIN_PRIORITY, max_value=MAX_PRIORITY
     )
     retry_attempts = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     retryAttempts = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     retry_delay_ms = _ms(required=False)
-    retryDelay = _ms(required=False, help_text="Alias of retry_delay_ms.")
-    timeout_ms = _ms(required=False, min_value=1, help_text="Job timeout in milliseconds.")
-    timeout = _ms(required=False, min_value=1, help_text="Alias of timeout_ms (milliseconds).")
+    retryDelay = _ms(required=False, help_text=_("Alias of retry_delay_ms."))
+    timeout_ms = _ms(required=False, min_value=1, help_text=_("Job timeout in milliseconds."))
+    timeout = _ms(required=False, min_value=1, help_text=_("Alias of timeout_ms (milliseconds)."))
     status = StatusField(required=False)
     start_at = serializers.DateTimeField(required=False, allow_null=True)
     end_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -124,29 +133,38 @@ class ScheduleFieldsInput(StrictInput):
     max_catch_up = serializers.IntegerField(required=False, min_value=0)
     domain = serializers.CharField(required=False, allow_blank=True, max_length=64)
     cron = serializers.CharField(
-        required=False, validators=[check_cron], help_text="e.g. '0 2 * * *' (or 6 fields, 0 s)."
+        required=False,
+        validators=[check_cron],
+        help_text=_("e.g. '0 2 * * *' (or 6 fields, 0 s)."),
     )
     cronExpression = serializers.CharField(required=False, validators=[check_cron])
     timezone = serializers.CharField(
-        required=False, validators=[check_zone], help_text="IANA zone of the cron string."
+        required=False, validators=[check_zone], help_text=_("IANA zone of the cron string.")
     )
     every = serializers.IntegerField(required=False, min_value=1)
     period = serializers.ChoiceField(services.INTERVAL_PERIODS, required=False)
-    run_at = serializers.DateTimeField(required=False, help_text="A one-off run at this time.")
+    run_at = serializers.DateTimeField(required=False, help_text=_("A one-off run at this time."))
 
     def validate(self, attrs):
         self._merge_aliases(attrs)
         kinds = [k for k in KINDS if k in attrs]
         if len(kinds) > 1:
             raise serializers.ValidationError(
-                f"Give exactly one of cron, every (interval) or run_at (one-off), not {kinds}."
+                gettext(
+                    "Give exactly one of cron, every (interval) or run_at (one-off), not %(kinds)s."
+                )
+                % {"kinds": kinds}
             )
         # A time zone or period alone changes the current cron or interval schedule.
         kind = kinds[0] if kinds else self._current_kind()
         if "timezone" in attrs and kind != "cron":
-            raise serializers.ValidationError({"timezone": ["Only a cron schedule has one."]})
+            raise serializers.ValidationError(
+                {"timezone": [gettext("Only a cron schedule has one.")]}
+            )
         if "period" in attrs and kind != "every":
-            raise serializers.ValidationError({"period": ["Only an interval (every) has one."]})
+            raise serializers.ValidationError(
+                {"period": [gettext("Only an interval (every) has one.")]}
+            )
         if "timezone" in attrs:
             attrs["timezone_name"] = attrs.pop("timezone")
         if "timeout_ms" in attrs:
@@ -168,28 +186,30 @@ class ScheduleCreateInput(ScheduleFieldsInput):
 
     name = serializers.CharField(max_length=128)
     handler = serializers.CharField(
-        required=False, max_length=200, validators=[check_handler], help_text="Job handler."
+        required=False, max_length=200, validators=[check_handler], help_text=_("Job handler.")
     )
     handlerName = serializers.CharField(
-        required=False, max_length=200, validators=[check_handler], help_text="Alias of handler."
+        required=False, max_length=200, validators=[check_handler], help_text=_("Alias of handler.")
     )
     queue = serializers.CharField(
-        required=False, allow_null=True, validators=[check_queue], help_text="Queue name."
+        required=False, allow_null=True, validators=[check_queue], help_text=_("Queue name.")
     )
     run_immediately = serializers.BooleanField(required=False)
 
     def validate_name(self, value: str) -> str:
         if ScheduledJob.objects.filter(name=value).exists():
-            raise serializers.ValidationError(f"A schedule named {value!r} already exists.")
+            raise serializers.ValidationError(
+                gettext("A schedule named %(name)s already exists.") % {"name": repr(value)}
+            )
         return value
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
         if not attrs.get("handler"):
-            raise serializers.ValidationError({"handler": ["This field is required."]})
+            raise serializers.ValidationError({"handler": [gettext("This field is required.")]})
         if not any(k in attrs for k in KINDS):
             raise serializers.ValidationError(
-                "Give one of cron (+ timezone), every (+ period) or run_at."
+                gettext("Give one of cron (+ timezone), every (+ period) or run_at.")
             )
         return attrs
 
@@ -211,10 +231,10 @@ class ScheduleOut(serializers.Serializer):
     description = serializers.CharField()
     domain = serializers.CharField()
     handler = serializers.CharField()
-    queue = serializers.CharField(source="queue.name", allow_null=True, help_text="Queue name.")
-    status = serializers.IntegerField(help_text="1 = enabled, 0 = disabled, 2 = paused.")
+    queue = serializers.CharField(source="queue.name", allow_null=True, help_text=_("Queue name."))
+    status = serializers.IntegerField(help_text=_("1 = enabled, 0 = disabled, 2 = paused."))
     status_name = serializers.SerializerMethodField()
-    schedule_text = serializers.SerializerMethodField(help_text="The schedule in words.")
+    schedule_text = serializers.SerializerMethodField(help_text=_("The schedule in words."))
     cron = serializers.SerializerMethodField()
     timezone = serializers.SerializerMethodField()
     every = serializers.IntegerField(source="interval.every", allow_null=True)

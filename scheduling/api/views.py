@@ -4,6 +4,7 @@ as the admin."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.pagination import PageNumberPagination
@@ -46,14 +47,14 @@ class ScheduleList(ByMethod, generics.ListAPIView):
     def get_queryset(self):
         return selectors.schedules_with_last_run()
 
-    @extend_schema(summary="Schedules, by name")
+    @extend_schema(summary=_("Schedules, by name"))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=s.ScheduleCreateInput,
         responses={201: s.ScheduleDetailOut},
-        summary="Create a cron, interval or one-off schedule",
+        summary=_("Create a cron, interval or one-off schedule"),
     )
     def post(self, request):
         data = s.ScheduleCreateInput(data=request.data)
@@ -69,14 +70,14 @@ class ScheduleDetail(ByMethod, APIView):
         "DELETE": "scheduling.delete_scheduledjob",
     }
 
-    @extend_schema(responses=s.ScheduleDetailOut, summary="A schedule and its next 5 runs")
+    @extend_schema(responses=s.ScheduleDetailOut, summary=_("A schedule and its next 5 runs"))
     def get(self, request, pk: int):
         return Response(s.ScheduleDetailOut(_schedule(pk)).data)
 
     @extend_schema(
         request=s.ScheduleUpdateInput,
         responses=s.ScheduleDetailOut,
-        summary="Change status, job options or the schedule itself",
+        summary=_("Change status, job options or the schedule itself"),
     )
     def patch(self, request, pk: int):
         schedule = _schedule(pk)
@@ -85,7 +86,7 @@ class ScheduleDetail(ByMethod, APIView):
         update_schedule(schedule=schedule, changes=data.validated_data)
         return Response(s.ScheduleDetailOut(_schedule(pk)).data)
 
-    @extend_schema(responses={204: OpenApiResponse(description="Deleted")})
+    @extend_schema(responses={204: OpenApiResponse(description=_("Deleted"))})
     def delete(self, request, pk: int):
         delete_schedule(schedule=_schedule(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -97,7 +98,7 @@ class ScheduleRunNow(ByMethod, APIView):
     @extend_schema(
         request=None,
         responses={201: s.ScheduleRunOut},
-        summary="Enqueue the job now; the next regular run does not move",
+        summary=_("Enqueue the job now; the next regular run does not move"),
     )
     def post(self, request, pk: int):
         run = services.run_now(_schedule(pk))
@@ -115,6 +116,6 @@ class ScheduleRuns(ByMethod, generics.ListAPIView):
         schedule = get_object_or_404(ScheduledJob, pk=self.kwargs["pk"])
         return selectors.run_history(schedule)
 
-    @extend_schema(summary="Runs, newest first, with their job's status and duration")
+    @extend_schema(summary=_("Runs, newest first, with their job's status and duration"))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)

@@ -239,3 +239,144 @@ def test_delete_button_on_the_job_page_follows_the_delete_action_rules(page: Pag
     # dependant is resolved (failed), and audit the deletion.
     assert Job.objects.get(pk=child.pk).status != JobStatus.BLOCKED
     assert AuditLog.objects.filter(action="delete_jobs").exists()
+
+
+def test_a_failed_job_page_retries_edits_and_duplicates(page: Page, artifacts):
+    run_jobs(completed=0, failed=2)
+    Queue.objects.create(name="other")
+    first, second = Job.objects.order_by("created_at")
+    log_in(page)
+
+    page.goto(f"/admin/queues/job/{first.pk}/change/")
+    tools = page.locator(".object-tools")
+    expect(tools.locator("[data-action]")).to_have_text(["Retry", "Duplicate", "Edit and retry"])
+    page.screenshot(path=artifacts / "job-failed-actions.png", full_page=True)
+    tools.get_by_role("button", name="Retry").click()
+    expect(page.locator(".messagelist li")).to_have_text("The job was sent back to its queue.")
+    expect(page).to_have_url(re.compile(rf"/admin/queues/job/{first.pk}/change/$"))
+    expect(tools.locator("[data-action]")).to_have_text(["Cancel", "Duplicate", "Edit"])
+    assert Job.objects.get(pk=first.pk).status == JobStatus.WAITING
+
+    page.goto(f"/admin/queues/job/{second.pk}/change/")
+    tools.get_by_role("link", name="Edit and retry").click()
+    page.fill("#id_payload", "{broken")
+    page.click("#jp-edit-job input[type=submit]")
+    expect(page.locator(".field-payload .errorlist")).to_contain_text("This is not valid JSON")
+    assert Job.objects.get(pk=second.pk).status == JobStatus.FAILED
+    page.fill("#id_payload", '{"to": "bob"}')
+    page.select_option("#id_queue", "other")
+    page.fill("#id_priority", "2")
+    page.fill("#id_delay", "3600")
+    page.screenshot(path=artifacts / "job-edit.png", full_page=True)
+    page.click("#jp-edit-job input[type=submit]")
+    expect(page.locator(".messagelist li")).to_have_text("The job was changed.")
+    edited = Job.objects.get(pk=second.pk)
+    assert (edited.payload, edited.queue.name, edited.priority, edited.status) == (
+        {"to": "bob"},
+        "other",
+        2,
+        JobStatus.DELAYED,
+    )
+
+    tools.get_by_role("button", name="Duplicate").click()
+    expect(page.locator(".messagelist li")).to_contain_text("This is a copy of job")
+    copy = Job.objects.exclude(pk__in=[first.pk, second.pk]).get()
+    expect(page).to_have_url(re.compile(rf"/admin/queues/job/{copy.pk}/change/$"))
+    assert (copy.payload, copy.queue.name, copy.status) == ({"to": "bob"}, "other", "waiting")
+    assert list(AuditLog.objects.order_by("id").values_list("action", "target")) == [
+        ("retry_jobs", str(first.pk)),
+        ("edit_job", str(second.pk)),
+        ("duplicate_job", str(copy.pk)),
+    ]
+
+
+# Latin words a Chinese page may show: data (names of handlers, queues, users), units and
+# the product's name, never a word of our interface.
+LATIN_ALLOWED = {"jobplatform", "admin", "ms", "s", "P95", "ID", "JSON", "Webhook", "cron"}
+# The search box's syntax, shown as examples in its help text.
+LATIN_ALLOWED |= {"key:value", "to:alice@example.com", "user.id:7"}
+CHROME = (
+    "#header, .breadcrumbs, #content h1, #content h2, #content h3, th, label, .help, "
+    ".object-tools, .messagelist, #changelist-filter summary, #changelist-filter h2, "
+    "#changelist-filter h3, .actions, .paginator, .submit-row, #jp-summary, .jp-badge, "
+    "#content-main caption, .module h2"
+)
+
+
+def english_left(page: Page, data: set[str]) -> list[str]:
+    """Latin words in the page's interface text (headers, labels, buttons, messages,
+    badges, filters) that are not data or allowed."""
+    texts = page.evaluate(
+        """(selector) => Array.from(document.querySelectorAll(selector))
+          .filter((node) => !node.closest('.visually-hidden')).map((node) => {
+            const copy = node.cloneNode(true);
+            // Data inside the interface: values, code, links to records, times; and
+            // Django's own screen-reader headers (its catalog leaves a few in English).
+            copy.querySelectorAll('code, pre, option, td, .jp-data, .visually-hidden')
+                .forEach((n) => n.remove());
+            return (copy.innerText || '') + ' ' + Array.from(copy.querySelectorAll(
+                'input[type=submit], button')).map((b) => b.value || b.innerText).join(' ');
+        })""",
+        CHROME,
+    )
+    words = set()
+    for text in texts:
+        words.update(w.rstrip(".:-@_") for w in re.findall(r"[A-Za-z][A-Za-z0-9_.:@-]*", text))
+    hex_id = re.compile(r"^[0-9a-f]+(-[0-9a-f]+)*$")  # a job id's first characters
+    return sorted(
+        w for w in words if w not in LATIN_ALLOWED and w not in data and not hex_id.match(w)
+    )
+
+
+def test_in_chinese_no_english_of_ours_is_left(page: Page, artifacts):
+    run_jobs(completed=2, failed=1)
+    failed = Job.objects.get(status=JobStatus.FAILED)
+    page.goto("/admin/login/?next=/admin/")
+    page.select_option("#jp-language-select", "zh-hans")
+    page.click("#jp-language button")
+    expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+    User.objects.create_superuser("admin", "a@example.com", "pw")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    data = {"default", "platform.echo", "platform.fail", "smtp", "down", str(failed.pk)[:13]}
+    data |= set(Queue.objects.values_list("name", flat=True))
+    for url, name in [
+        ("/admin/", "index"),
+        ("/admin/queues/dashboard/", "dashboard"),
+        ("/admin/queues/job/", "jobs"),
+        (f"/admin/queues/job/{failed.pk}/change/", "job-failed"),
+        (f"/admin/queues/job/{failed.pk}/edit/", "job-edit"),
+    ]:
+        page.goto(url)
+        expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
+        page.screenshot(path=artifacts / f"zh-{name}.png", full_page=True)
+        left = english_left(page, data)
+        assert left == [], f"{url}: {left}"
+    page.goto(f"/admin/queues/job/{failed.pk}/change/")
+    expect(page.locator(".object-tools [data-action=retry]")).to_have_text("重试")
+    expect(page.locator(".field-status_tag .jp-badge")).to_have_text("失败")
+
+
+def test_enqueue_a_job_from_the_admin(page: Page, artifacts):
+    log_in(page)
+    page.goto("/admin/queues/job/")
+    page.locator(".object-tools a.addlink").click()
+    expect(page).to_have_url(re.compile(r"/admin/queues/job/add/$"))
+    page.select_option("#id_name", "platform.sleep")
+    expect(page.locator("#jp-example")).to_contain_text('"seconds": 2')
+    expect(page.locator("#id_payload")).to_have_value('{\n  "seconds": 2\n}')
+    page.fill("#id_payload", '{"seconds": "soon"}')
+    page.click("#jp-enqueue input[type=submit]")
+    expect(page.locator(".errorlist.nonfield")).to_contain_text("does not match the schema")
+    assert not Job.objects.exists()
+    page.locator("#jp-use-example").click()
+    page.fill("#id_delay", "600")
+    page.screenshot(path=artifacts / "job-new.png", full_page=True)
+    page.click("#jp-enqueue input[type=submit]")
+    expect(page.locator(".messagelist li")).to_contain_text("was enqueued")
+    job = Job.objects.get()
+    expect(page).to_have_url(re.compile(rf"/admin/queues/job/{job.pk}/change/$"))
+    assert (job.name, job.payload, job.status) == ("platform.sleep", {"seconds": 2}, "delayed")
+    assert AuditLog.objects.get().action == "enqueue"

@@ -150,8 +150,10 @@ def test_job_detail_shows_payload_attempts_logs_and_dependencies(
     assert "alice@example.com" in page and "validating" in page  # payload and log line
     # The completing attempt, from the job's row: number, outcome, worker, start to the ms.
     done = Job.objects.get(pk=parent.pk)
-    assert "<td>1</td><td>completed</td><td>" + done.worker + "</td>" in page
-    assert done.started_at.isoformat(timespec="milliseconds") in page
+    assert "<td>1</td><td>Completed</td><td>" + done.worker + "</td>" in page
+    local = timezone.localtime(done.started_at)
+    assert f'<time datetime="{done.started_at.isoformat()}"' in page
+    assert ">" + local.strftime("%H:%M:%S.%f")[:-3] + "</time>" in page  # to the ms
     assert str(child.pk)[:13] in page  # dependants
     page = admin_client.get(f"{CHANGELIST}{failed.pk}/change/").content.decode()
     assert "PermanentError: smtp down" in page and "Traceback" in page

@@ -3,13 +3,16 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 
 class Command(BaseCommand):
-    help = "Make sure an 'admin' superuser exists and print its login (development)."
+    @property
+    def help(self) -> str:  # worded when asked, in the active language
+        return _("Make sure an 'admin' superuser exists and print its login (development).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default="admin")
+        parser.add_argument("--username", default="admin", help=_("Username"))
 
     def handle(self, *args, username: str, **options):
         password_file = settings.BASE_DIR / "var" / "admin-password"
@@ -26,4 +29,7 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        self.stdout.write(f"Admin login: {username} / {password}")
+        self.stdout.write(
+            _("Admin login: %(username)s / %(password)s")
+            % {"username": username, "password": password}
+        )

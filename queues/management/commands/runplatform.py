@@ -6,19 +6,27 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 STOP_GRACE_SECONDS = 30
 
 
 class Command(BaseCommand):
-    help = (
-        "Run everything in one terminal: web admin, workers (all queues) and the "
-        "scheduler. Ctrl-C stops them all."
-    )
+    @property
+    def help(self) -> str:  # worded when asked, in the active language
+        return _(
+            "Run everything in one terminal: web admin, workers (all queues) and the "
+            "scheduler. Ctrl-C stops them all."
+        )
 
     def add_arguments(self, parser):
-        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
-        parser.add_argument("--workers", type=int, default=None)
+        parser.add_argument(
+            "addrport",
+            nargs="?",
+            default="127.0.0.1:8000",
+            help=_("Address and port of the web admin"),
+        )
+        parser.add_argument("--workers", type=int, default=None, help=_("Worker processes"))
 
     def handle(self, *args, addrport: str, workers: int | None, **options):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -42,12 +50,17 @@ class Command(BaseCommand):
             name: subprocess.Popen(cmd, start_new_session=True, env=os.environ.copy())
             for name, cmd in commands.items()
         }
-        self.stdout.write(f"jobplatform running: http://{addrport}/admin/  (Ctrl-C stops)")
+        self.stdout.write(
+            _("jobplatform running: %(url)s  (Ctrl-C stops)") % {"url": f"http://{addrport}/admin/"}
+        )
         exit_code = 0
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    self.stderr.write(f"{name} exited with code {proc.returncode}; stopping")
+                    self.stderr.write(
+                        _("%(name)s exited with code %(code)s; stopping")
+                        % {"name": name, "code": proc.returncode}
+                    )
                     exit_code = proc.returncode or 1
                     stopping = True
             time.sleep(0.2)
@@ -61,5 +74,5 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        self.stdout.write("jobplatform stopped")
+        self.stdout.write(_("jobplatform stopped"))
         sys.exit(exit_code)

@@ -2,6 +2,30 @@
 (function () {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
+  // The console's catalog (/admin/jp-jsi18n/) defines gettext and interpolate; without it
+  // the English text stands.
+  const _ = window.gettext || ((text) => text);
+  const fmt = window.interpolate || ((text, values) => text.replace(/%\((\w+)\)s/g, (m, k) => values[k]));
+  const lang = document.documentElement.lang || undefined;
+
+  // "3 minutes ago" in the page's language, from the server's clock (data.now).
+  function relative(iso, nowIso) {
+    const seconds = (new Date(iso) - new Date(nowIso)) / 1000;
+    const units = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+    const [unit, size] = units.find(([, size]) => Math.abs(seconds) >= size) || ["second", 1];
+    if (Math.abs(seconds) < 1) return _("just now");
+    return new Intl.RelativeTimeFormat(lang, { numeric: "auto" }).format(Math.round(seconds / size), unit);
+  }
+
+  function timeCell(iso, nowIso) {
+    const td = document.createElement("td");
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.title = new Date(iso).toLocaleString(lang);
+    time.textContent = relative(iso, nowIso);
+    td.appendChild(time);
+    return td;
+  }
 
   function el(name, attrs) {
     const node = document.createElementNS(NS, name);
@@ -20,7 +44,7 @@
       const badH = ((height - bottom) * bad) / max;
       const x = i * step + 1;
       const w = Math.max(step - 2, 1);
-      const title = `${new Date(at).toLocaleString()}: ${ok} completed, ${bad} failed`;
+      const title = fmt(_("%(at)s: %(ok)s completed, %(bad)s failed"), { at: new Date(at).toLocaleString(lang), ok, bad }, true);
       const okRect = el("rect", { x, y: height - bottom - okH, width: w, height: okH, class: "ok" });
       okRect.appendChild(el("title", {})).textContent = title;
       svg.appendChild(okRect);
@@ -35,7 +59,7 @@
       }
     });
     const maxLabel = el("text", { x: 2, y: 10 });
-    maxLabel.textContent = `max ${max}`;
+    maxLabel.textContent = fmt(_("max %(n)s"), { n: max }, true);
     svg.appendChild(maxLabel);
   }
 
@@ -57,7 +81,7 @@
       link.textContent = q.name;
       name.appendChild(link);
       tr.appendChild(name);
-      tr.appendChild(cell(q.paused ? "paused" : "-"));
+      tr.appendChild(cell(q.paused ? _("paused") : "-"));
       for (const s of ["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"]) {
         tr.appendChild(cell(String(q.counts[s] || 0)));
       }
@@ -71,20 +95,22 @@
     }
   }
 
-  function renderWorkers(tbody, workers) {
+  function renderWorkers(tbody, workers, now) {
     tbody.textContent = "";
     if (!workers.length) {
       const tr = document.createElement("tr");
-      const td = cell("No worker online.");
+      const td = cell(_("No worker online."));
       td.colSpan = 6;
       tr.appendChild(td);
       tbody.appendChild(tr);
     }
     for (const w of workers) {
       const tr = document.createElement("tr");
-      for (const text of [w.id, w.queues.join(", "), w.concurrency, w.jobs_done, w.last_heartbeat, w.stale ? "stale" : "online"]) {
+      for (const text of [w.id, w.queues.join(", "), w.concurrency, w.jobs_done]) {
         tr.appendChild(cell(String(text)));
       }
+      tr.appendChild(timeCell(w.last_heartbeat, now));
+      tr.appendChild(cell(w.stale ? _("stale") : _("online")));
       tbody.appendChild(tr);
     }
   }
@@ -93,7 +119,7 @@
     drawBars(document.getElementById("jp-minute-chart"), data.per_minute, 10);
     drawBars(document.getElementById("jp-hour-chart"), data.per_hour, 4);
     renderQueues(document.querySelector("#jp-queues tbody"), data.queues);
-    renderWorkers(document.querySelector("#jp-workers tbody"), data.workers);
+    renderWorkers(document.querySelector("#jp-workers tbody"), data.workers, data.now);
     const age = document.getElementById("jp-snapshot-age");
     if (age) age.textContent = data.snapshot_age_s === null ? "-" : data.snapshot_age_s;
   }
