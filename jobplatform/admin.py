@@ -19,6 +19,9 @@ class JobPlatformAdminSite(admin.AdminSite):
     site_title = _("jobplatform")
     index_title = _("Jobs, queues and schedules")
     index_template = "admin/jp_index.html"
+    # No app list down the left of every page: the index and the breadcrumbs lead there,
+    # and the job list needs the width (it fits at 1,280 px beside its filters).
+    enable_nav_sidebar = False
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)

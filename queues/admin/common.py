@@ -116,8 +116,13 @@ def human_time(value: datetime | None, now: datetime | None = None):
     now = now or timezone.now()
     local = timezone.localtime(value)
     exact = formats.date_format(local, "Y-m-d H:i:s T")
-    if abs((now - value).total_seconds()) < 1:
+    seconds = (now - value).total_seconds()
+    if abs(seconds) < 1:
         text = _("just now")
+    elif 0 < seconds < 60:
+        text = _("%(n)d s ago") % {"n": seconds}
+    elif -60 < seconds < 0:
+        text = _("in %(n)d s") % {"n": -seconds}
     elif value <= now:
         text = _("%(span)s ago") % {"span": timesince(value, now, depth=1)}
     else:

@@ -134,14 +134,14 @@ class LogInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    # Fits at 1,280 px beside the admin's sidebar and the filters: the priority and the
+    # progress are on the job's page (an active job's progress shows in its status).
     list_display = [
         "short_id",
         "name",
         "queue",
         "status_tag",
-        "priority",
-        "attempts_made",
-        "progress_tag",
+        "attempts",
         "created",
         "took",
         "error_line",
@@ -262,6 +262,10 @@ class JobAdmin(admin.ModelAdmin):
     def short_id(self, job):
         return str(job.pk)[:13]
 
+    @admin.display(description=_("tries"), ordering="attempts_made")
+    def attempts(self, job):
+        return job.attempts_made
+
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, job):
         return human_time(job.created_at)
@@ -285,7 +289,10 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_tag(self, job):
-        return status_badge(job.status)
+        badge = status_badge(job.status)
+        if job.status == JobStatus.ACTIVE:  # how far it is, in the list too
+            return format_html("{} {}", badge, progress_bar(job.progress))
+        return badge
 
     @admin.display(description=_("progress"))
     def progress_tag(self, job):

@@ -380,3 +380,24 @@ def test_enqueue_a_job_from_the_admin(page: Page, artifacts):
     expect(page).to_have_url(re.compile(rf"/admin/queues/job/{job.pk}/change/$"))
     assert (job.name, job.payload, job.status) == ("platform.sleep", {"seconds": 2}, "delayed")
     assert AuditLog.objects.get().action == "enqueue"
+
+
+def test_the_job_list_fits_at_1280_px(page: Page, artifacts):
+    run_jobs(completed=3, failed=2, message="smtp down: " + "x" * 300)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page)
+    for lang in ("en", "zh-hans"):
+        page.select_option("#jp-language-select", lang)
+        page.click("#jp-language button")
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        page.goto("/admin/queues/job/")
+        expect(page.locator("#result_list tbody tr")).to_have_count(5)
+        page.screenshot(path=artifacts / f"jobs-1280-{lang}.png", full_page=True)
+        # No column cut off: the table is no wider than the box that would scroll it.
+        widths = page.evaluate(
+            """() => [document.querySelector('#result_list').scrollWidth,
+                      document.querySelector('#changelist .results').clientWidth,
+                      document.documentElement.scrollWidth]"""
+        )
+        table, box, whole = widths
+        assert table <= box and whole <= 1280, (lang, widths)

@@ -8,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from queues import enqueue, services
@@ -287,6 +289,8 @@ def test_human_times_and_durations():
     assert ">3\xa0minutes ago</time>" in human_time(now - timedelta(minutes=3, seconds=5), now)
     assert ">in 2\xa0hours</time>" in human_time(now + timedelta(hours=2, minutes=1), now)
     assert ">just now</time>" in human_time(now, now)
+    assert ">30 s ago</time>" in human_time(now - timedelta(seconds=30), now)
+    assert ">in 5 s</time>" in human_time(now + timedelta(seconds=5), now)
     assert human_time(None) == "-"
     assert [human_duration(s) for s in (0.0123, 4.25, 185, 7800)] == [
         "12 ms",
@@ -381,3 +385,32 @@ def test_enqueue_from_the_admin_needs_the_add_permission(client):
     assert client.get(ADD).status_code == 403
     assert client.post(ADD, {"name": "platform.echo", "payload": "{}"}).status_code == 403
     assert not Job.objects.exists()
+
+
+def test_the_new_pages_run_a_fixed_number_of_queries(admin_client, django_assert_num_queries):
+    """Pinned: the index summary, the new-job form, the edit form and a job's page with
+    its buttons, whatever the number of jobs, queues and handlers."""
+    failed = failed_job()
+    enqueue_many_echo(200)
+    counts = {}
+    for url in ("/admin/", ADD, action(failed, "edit"), page(failed)):
+        admin_client.get(url)  # warm caches (content types, the session)
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        counts[url] = len(queries)
+    enqueue_many_echo(300)
+    Queue.objects.create(name="another")
+    for url, expected in counts.items():
+        with django_assert_num_queries(expected):
+            admin_client.get(url)
+    assert counts["/admin/"] <= 12, counts
+    assert counts[ADD] <= 6, counts
+    assert counts[action(failed, "edit")] <= 6, counts
+
+
+def enqueue_many_echo(n: int) -> None:
+    from queues import enqueue_many
+    from queues.metrics import refresh_snapshots
+
+    enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(n)])
+    refresh_snapshots()
