@@ -470,6 +470,36 @@ class HandlerStats(models.Model):
         return f"{self.queue_id} {self.name}"
 
 
+class HandlerHour(models.Model):
+    """Per queue, handler and hour: finished attempts and a duration histogram, kept for
+    72 hours (pruned by retention). The per-handler metrics page reads only these."""
+
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="handler_hours", verbose_name=_("queue")
+    )
+    name = models.CharField(_("name"), max_length=200)
+    hour = models.DateTimeField(_("hour"))
+    completed = models.PositiveIntegerField(_("completed"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    retried = models.PositiveIntegerField(_("retried"), default=0)
+    duration_ms_sum = models.BigIntegerField(_("duration ms sum"), default=0)
+    # Counts per duration bin (upper bounds in queues.metrics.DURATION_BINS_MS).
+    histogram = models.JSONField(_("histogram"), default=list)
+
+    class Meta:
+        verbose_name = _("handler hour")
+        verbose_name_plural = _("handler hours")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "name", "hour"], name="handler_hour_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["hour"], name="handler_hour_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id} {self.name} {self.hour:%Y-%m-%d %H:00}"
+
+
 class SchedulerHeartbeat(models.Model):
     """A running ``runscheduler`` copy and its last maintenance tick."""
 
