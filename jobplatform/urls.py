@@ -5,6 +5,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from queues.dashboard import dashboard_data_view, dashboard_view
+from queues.handler_metrics import handler_metrics_view
 from queues.health import healthz_view
 from queues.prometheus import metrics_view
 
@@ -24,6 +25,11 @@ urlpatterns = [
         "admin/queues/dashboard/data/",
         admin.site.admin_view(dashboard_data_view),
         name="queues_dashboard_data",
+    ),
+    path(
+        "admin/queues/dashboard/handlers/",
+        admin.site.admin_view(handler_metrics_view),
+        name="queues_handler_metrics",
     ),
     # The console's own JavaScript strings (gettext() in queues/static), in the page's
     # language.

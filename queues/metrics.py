@@ -1,8 +1,8 @@
 """Time buckets and snapshots behind the dashboard.
 
 ``record_outcomes`` counts a finalized batch in memory and ``flush`` adds it to the
-queue's minute buckets about once a second (one upsert per queue and minute);
-``refresh_snapshots`` (maintenance loop, every few
+queue's minute buckets, the handlers' all-time counters and their hour buckets about once
+a second (one upsert per bucket); ``refresh_snapshots`` (maintenance loop, every few
 seconds) stores each queue's counts by status. Page views read only these.
 """
 
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from queues.durations import duration_ms
 from queues.models import (
+    HandlerHour,
     HandlerStats,
     Job,
     JobStatus,
@@ -62,7 +63,9 @@ def duration_bin(ms: int) -> int:
 # the finalize transaction: two workers of a queue never wait on each other's bucket row.
 _pending_lock = threading.Lock()
 _pending: dict[tuple[int, datetime], list] = {}
-_pending_handlers: dict[tuple[int, str], list] = {}
+# Per queue, handler and hour: flush writes the hour buckets and sums them per queue and
+# handler into HandlerStats (one dict update per attempt on the hot path, not two).
+_pending_handlers: dict[tuple[int, str, datetime], list] = {}
 _pending_done = 0
 _last_flush = 0.0
 FLUSH_SECONDS = 1.0
@@ -85,7 +88,7 @@ def _record(outcomes) -> None:
         minute = o.finished_at.replace(second=0, microsecond=0)
         for store, key in (
             (_pending, (o.job.queue_id, minute)),
-            (_pending_handlers, (o.job.queue_id, o.job.name)),
+            (_pending_handlers, (o.job.queue_id, o.job.name, minute.replace(minute=0))),
         ):
             bucket = store.setdefault(key, [0, 0, 0, 0, [0] * (len(DURATION_BINS_MS) + 1)])
             bucket[slot] += 1
@@ -99,8 +102,9 @@ def pending() -> bool:
 
 
 def flush(*, force: bool = False) -> None:
-    """Write pending bucket deltas (one upsert per queue and minute) and jobs done. Metrics
-    only: a process killed before flushing loses at most a second of them, never a job."""
+    """Write pending bucket deltas (one upsert per queue and minute, per queue and handler,
+    and per queue, handler and hour) and jobs done. Metrics only: a process killed before
+    flushing loses at most a second of them, never a job."""
     global _pending_done, _last_flush
     now = time.monotonic()
     if not _pending or (not force and now - _last_flush < FLUSH_SECONDS):
@@ -112,14 +116,36 @@ def flush(*, force: bool = False) -> None:
         _pending_done = 0
     _last_flush = now
     # One transaction, one commit: a trickle of jobs flushes after almost every job.
+    # Every bucket in key order: two workers flushing the same queues and handlers lock
+    # their rows in one order, never in each other's way round (a deadlock).
     with transaction.atomic():
-        for (queue_id, minute), counts in minutes.items():
+        for (queue_id, minute), counts in sorted(minutes.items()):
             _add(QueueMinute, {"queue_id": queue_id, "minute": minute}, counts)
-        for (queue_id, name), counts in handlers.items():
+        for (queue_id, name, hour), counts in sorted(handlers.items()):
+            _add(HandlerHour, {"queue_id": queue_id, "name": name, "hour": hour}, counts)
+        for (queue_id, name), counts in sorted(_sum_hours(handlers).items()):
             _add(HandlerStats, {"queue_id": queue_id, "name": name}, counts)
         supervisor = os.environ.get(SUPERVISOR_ENV)
         if supervisor and done_count:
             Worker.objects.filter(id=supervisor).update(jobs_done=F("jobs_done") + done_count)
+
+
+def _sum_hours(handlers: dict[tuple[int, str, datetime], list]) -> dict[tuple[int, str], list]:
+    """The hour buckets' deltas summed per queue and handler (a flush rarely spans two
+    hours, so usually one bucket each)."""
+    totals: dict[tuple[int, str], list] = {}
+    for (queue_id, name, _hour), (done, failed, retried, total_ms, hist) in handlers.items():
+        key = (queue_id, name)
+        if key not in totals:
+            totals[key] = [done, failed, retried, total_ms, list(hist)]
+            continue
+        into = totals[key]
+        into[0] += done
+        into[1] += failed
+        into[2] += retried
+        into[3] += total_ms
+        into[4] = [a + b for a, b in zip(into[4], hist, strict=True)]
+    return totals
 
 
 def _add(model, keys: dict, counts: list) -> None:
@@ -185,6 +211,20 @@ def refresh_snapshots(now: datetime | None = None) -> None:
         )
 
 
-def prune_buckets(*, keep: timedelta = timedelta(hours=48)) -> int:
-    deleted, _ = QueueMinute.objects.filter(minute__lt=timezone.now() - keep).delete()
-    return deleted
+HANDLER_HOURS_KEEP = timedelta(hours=72)
+
+
+def prune_buckets(
+    *,
+    keep: timedelta = timedelta(hours=48),
+    keep_handler_hours: timedelta = HANDLER_HOURS_KEEP,
+    now: datetime | None = None,
+) -> int:
+    """Delete minute buckets older than ``keep`` and handler hours that ended more than
+    ``keep_handler_hours`` ago; the number of rows deleted."""
+    now = now or timezone.now()
+    minutes, _ = QueueMinute.objects.filter(minute__lt=now - keep).delete()
+    # The hour holding now - 72 h still overlaps the metrics page's 72 h window: kept.
+    oldest_kept = (now - keep_handler_hours).replace(minute=0, second=0, microsecond=0)
+    hours, _ = HandlerHour.objects.filter(hour__lt=oldest_kept).delete()
+    return minutes + hours
