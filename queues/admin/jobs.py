@@ -7,8 +7,16 @@ import uuid
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch
 from django.db.models.functions import Left
-from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
 from django.utils import timezone
@@ -18,37 +26,25 @@ from django.utils.translation import gettext_lazy as _
 
 from queues import services
 from queues.admin.common import (
+    STATUS_COLORS,
     CappedPaginator,
-    ReadOnlyMixin,
     human_duration,
     human_time,
     pretty_json,
     progress_bar,
     report_done,
     status_badge,
+    status_label,
 )
 from queues.admin.forms import EnqueueForm, JobEditForm
+from queues.admin.timeline import LOG_LIMIT, build_timeline, running_attempt
 from queues.exceptions import EnqueueError, InvalidJobState, JobNotFound
 from queues.exports import export_path
 from queues.extensions import job_details
-from queues.models import FINAL_STATUSES, Job, JobLog, JobStatus
+from queues.models import FINAL_STATUSES, UNFINISHED_STATUSES, Job, JobAttempt, JobLog, JobStatus
 from queues.registry import get_handler, handler_names
 from queues.selectors import get_job, job_dependants, job_dependencies, payload_filter
 from queues.services.jobs import CANCELLABLE, RETRYABLE
-
-
-def _attempt_start(at):
-    """An attempt's start in local time to the millisecond (attempts seconds apart must
-    not look simultaneous), the date and zone in its tooltip."""
-    if at is None:
-        return "-"
-    local = timezone.localtime(at)
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
-        at.isoformat(),
-        local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " " + local.strftime("%Z"),
-        local.strftime("%H:%M:%S.%f")[:-3],
-    )
 
 
 def handler_docs() -> dict[str, dict]:
@@ -112,6 +108,18 @@ def job_buttons(job: Job, user) -> list[dict]:
     return buttons
 
 
+def _time_display(name: str):
+    """A read-only field of the job's page showing the datetime field ``name`` with
+    human_time, labelled as the field."""
+
+    @admin.display(description=Job._meta.get_field(name).verbose_name)
+    def show(modeladmin, job):
+        return human_time(getattr(job, name))
+
+    show.__name__ = f"{name}_time"
+    return show
+
+
 class HandlerFilter(admin.SimpleListFilter):
     """Handler names from the registry: no DISTINCT over the jobs table."""
 
@@ -123,13 +131,6 @@ class HandlerFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(name=self.value()) if self.value() else queryset
-
-
-class LogInline(ReadOnlyMixin, admin.TabularInline):
-    model = JobLog
-    extra = 0
-    fields = ["attempt", "created_at", "message"]
-    readonly_fields = fields
 
 
 @admin.register(Job)
@@ -157,7 +158,6 @@ class JobAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     ordering = ["-created_at"]
     actions = ["retry_selected", "cancel_selected", "promote_selected", "delete_selected_jobs"]
-    inlines = [LogInline]
     fields = [
         "id",
         "name",
@@ -168,12 +168,12 @@ class JobAdmin(admin.ModelAdmin):
         "attempts_made",
         "max_attempts",
         "stalled_count",
-        "created_at",
-        "run_at",
-        "started_at",
-        "finished_at",
+        "created_at_time",
+        "run_at_time",
+        "started_at_time",
+        "finished_at_time",
         "worker",
-        "locked_until",
+        "locked_until_time",
         "timeout",
         "backoff",
         "unique_key",
@@ -197,7 +197,24 @@ class JobAdmin(admin.ModelAdmin):
             qs = qs.defer("payload", "result", "backoff", "error").annotate(
                 error_head=Left("error", ERROR_HEAD)
             )
+        elif match and match.url_name == "queues_job_change":
+            # The page shows the queue and every attempt (the timeline, the last
+            # traceback): one query each, whatever the number of attempts.
+            qs = qs.select_related("queue").prefetch_related(
+                Prefetch("attempts", queryset=JobAttempt.objects.order_by("number"))
+            )
         return qs
+
+    def get_object(self, request, object_id, from_field=None):
+        # change_view reads the job for its buttons before the stock view reads it again:
+        # one read per request.
+        key = (object_id, from_field)
+        cached = getattr(request, "_jp_job", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        job = super().get_object(request, object_id, from_field)
+        request._jp_job = (key, job)
+        return job
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -296,9 +313,24 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("progress"))
     def progress_tag(self, job):
-        if job.status == JobStatus.ACTIVE:
-            return progress_bar(job.progress)
-        return f"{job.progress}%"
+        # job.js moves it while the job runs.
+        return format_html(
+            '<div class="jp-progress" id="jp-live-progress" role="progressbar" aria-label="{}"'
+            ' aria-valuemin="0" aria-valuemax="100" aria-valuenow="{}" title="{}%">'
+            '<div style="width:{}%"></div></div> <span id="jp-live-progress-text">{}%</span>',
+            gettext("progress"),
+            job.progress,
+            job.progress,
+            job.progress,
+            job.progress,
+        )
+
+    # The job's moments as "3 minutes ago", the exact time in a tooltip.
+    created_at_time = _time_display("created_at")
+    run_at_time = _time_display("run_at")
+    started_at_time = _time_display("started_at")
+    finished_at_time = _time_display("finished_at")
+    locked_until_time = _time_display("locked_until")
 
     @admin.display(description=_("payload"))
     def payload_json(self, job):
@@ -310,41 +342,35 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("attempts"))
     def attempts_table(self, job):
+        """The attempts on one time axis, each with its log lines (one query: the job's
+        newest LOG_LIMIT lines; the attempts are prefetched)."""
         # Job.attempt_history: the attempt rows, and a completed job's completing attempt,
-        # which lives on the job's own row.
-        attempts = job.attempt_history()
-        if not attempts:
-            return "-"
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    a.number,
-                    a.get_outcome_display(),
-                    a.worker or "-",
-                    _attempt_start(a.started_at),
-                    "-" if a.duration_ms is None else _("%(ms)s ms") % {"ms": a.duration_ms},
-                    a.error or "",
-                )
-                for a in attempts
-            ),
+        # which lives on the job's own row; an active job's current attempt is on it too.
+        history = job.attempt_history()
+        running = running_attempt(job, history)
+        attempts = [*history, running] if running else history
+        logs = list(
+            JobLog.objects.filter(job=job)
+            .only("attempt", "created_at", "message")
+            .order_by("-id")[: LOG_LIMIT + 1]
         )
-        return format_html(
-            "<table class='jp-attempts'><thead><tr><th>#</th><th>{}</th><th>{}</th>"
-            "<th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
-            _("outcome"),
-            _("worker"),
-            _("started"),
-            _("duration"),
-            _("error"),
-            rows,
+        cut = len(logs) > LOG_LIMIT
+        logs = logs[:LOG_LIMIT][::-1]
+        if not attempts and not logs:
+            return "-"
+        timeline = build_timeline(attempts, logs, logs_cut=cut)
+        return render_to_string(
+            "admin/queues/job/timeline.html", {"timeline": timeline, "log_limit": LOG_LIMIT}
         )
 
     @admin.display(description=_("last traceback"))
     def traceback_text(self, job):
-        last = job.attempts.exclude(traceback="").order_by("-number").first()
-        return format_html("<pre class='jp-json'>{}</pre>", last.traceback) if last else "-"
+        # From the prefetched attempts: no query of its own.
+        with_traceback = [a for a in job.attempts.all() if a.traceback]
+        if not with_traceback:
+            return "-"
+        last = max(with_traceback, key=lambda a: a.number)
+        return format_html("<pre class='jp-json'>{}</pre>", last.traceback)
 
     def _links(self, jobs):
         change = "admin:queues_job_change"
@@ -382,18 +408,51 @@ class JobAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.export_view),
                 name="queues_job_export",
             ),
+            path(
+                "<uuid:pk>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="queues_job_live",
+            ),
             *super().get_urls(),
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = dict(extra_context or {})
-        try:
-            job = get_job(object_id)
-        except JobNotFound:
-            job = None  # the stock page says it does not exist
+        # The stock view reads it again, from get_object's memo; None: it says the job
+        # does not exist.
+        job = self.get_object(request, object_id)
         if job is not None:
             extra_context["job_buttons"] = job_buttons(job, request.user)
+            extra_context["job_live"] = {
+                "url": reverse("admin:queues_job_live", args=[job.pk]),
+                "status": job.status,
+                "attempts_made": job.attempts_made,
+                "poll": job.status in UNFINISHED_STATUSES,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def live_view(self, request, pk):
+        """A job's state as JSON, which job.js polls while the job's page is open and the
+        job unfinished: one query."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        row = (
+            Job.objects.filter(pk=pk)
+            .values("status", "progress", "attempts_made", "worker", "started_at", "finished_at")
+            .first()
+        )
+        if row is None:
+            raise Http404(gettext("no job has id %(id)s") % {"id": repr(str(pk))})
+        status = row["status"]
+        return JsonResponse(
+            {
+                **row,
+                "status_label": status_label(status),
+                "status_color": STATUS_COLORS.get(status, "#777"),
+                "final": status in FINAL_STATUSES,
+                "now": timezone.now(),
+            }
+        )  # admin_view makes it no-store
 
     def job_action_view(self, request, pk, action):
         """One button of a job's page: POST runs it through its audited service (edit:

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from queues import enqueue, services
 from queues.admin.common import human_duration, human_time
@@ -409,6 +410,10 @@ def test_the_new_pages_run_a_fixed_number_of_queries(admin_client, django_assert
     assert counts["/admin/"] <= 12, counts
     assert counts[ADD] <= 6, counts
     assert counts[action(failed, "edit")] <= 6, counts
+    # The session, the user, the job with its queue, its attempts, its newest log lines,
+    # its dependencies, its dependants, the schedule run that made it (was 11: the job
+    # read twice, its queue, its attempts twice and its logs for an inline).
+    assert counts[page(failed)] == 8, counts
 
 
 def enqueue_many_echo(n: int) -> None:
@@ -417,3 +422,197 @@ def enqueue_many_echo(n: int) -> None:
 
     enqueue_many([{"name": "platform.echo", "payload": {"i": i}} for i in range(n)])
     refresh_snapshots()
+
+
+# --- the timeline of a job's attempts, and its live state -----------------------------
+
+
+def live(job) -> str:
+    return f"/admin/queues/job/{job.pk}/live/"
+
+
+def job_with_three_attempts(start=None) -> Job:
+    """A completed job whose attempts started 2 s then 4 s apart: two failed (their rows,
+    tracebacks and log lines), the third completed (on the job's row)."""
+    from queues.models import JobAttempt, JobLog
+
+    t0 = (start or timezone.now() - timedelta(minutes=5)).replace(microsecond=412_000)
+    job = enqueue("platform.echo", {"i": 1})
+    ms = lambda n: timedelta(milliseconds=n)  # noqa: E731
+    JobAttempt.objects.bulk_create(
+        [
+            JobAttempt(
+                job=job,
+                number=1,
+                worker="host-a:11",
+                started_at=t0,
+                finished_at=t0 + ms(412),
+                duration_ms=412,
+                outcome="failed",
+                error="ConnectionError: smtp refused",
+                traceback="Traceback (most recent call last):\n  File x.py\n"
+                "ConnectionError: smtp refused",
+            ),
+            JobAttempt(
+                job=job,
+                number=2,
+                worker="host-b:22",
+                started_at=t0 + ms(2000),
+                finished_at=t0 + ms(4100),
+                duration_ms=2100,
+                outcome="timeout",
+                error="timed out after 2.1 s",
+                traceback="Traceback (most recent call last):\nTimeoutError",
+            ),
+        ]
+    )
+    lines = [(1, 100, "validating"), (2, 2345, "WARNING: slow upstream"), (3, 6200, "sent")]
+    for number, at, message in lines:
+        row = JobLog.objects.create(job=job, attempt=number, message=message)
+        JobLog.objects.filter(pk=row.pk).update(created_at=t0 + ms(at))  # auto_now_add
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.COMPLETED,
+        attempts_made=3,
+        worker="host-c:33",
+        started_at=t0 + ms(6000),
+        finished_at=t0 + ms(6250),
+        progress=100,
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def test_the_timeline_shows_every_attempt_to_the_millisecond(admin_client):
+    job = job_with_three_attempts()
+    t0 = job.started_at - timedelta(seconds=6)
+    html = admin_client.get(page(job)).content.decode()
+    starts = [t0, t0 + timedelta(seconds=2), t0 + timedelta(seconds=6)]
+    clocks = [timezone.localtime(s).strftime("%H:%M:%S.%f")[:-3] for s in starts]
+    assert len(set(clocks)) == 3 and all(c.endswith(".412") for c in clocks)
+    for number, (start, clock) in enumerate(zip(starts, clocks, strict=True), start=1):
+        assert f'<tr class="jp-tl-row" data-attempt="{number}"' in html
+        assert f'<time datetime="{start.isoformat()}"' in html
+        assert f">{clock}</time>" in html
+    # Number, outcome, worker; the completing attempt from the job's row.
+    assert "<td>1</td><td>Failed</td><td>host-a:11</td>" in html
+    assert "<td>2</td><td>Timeout</td><td>host-b:22</td>" in html
+    assert "<td>3</td><td>Completed</td><td>host-c:33</td>" in html
+    durations = ['"jp-tl-duration">412 ms<', '"jp-tl-duration">2.1 s<', '"jp-tl-duration">250 ms<']
+    assert all(d in html for d in durations)
+    assert ">ConnectionError: smtp refused</span>" in html
+    assert ">timed out after 2.1 s</span>" in html
+    # Bars on one axis (6.25 s): offsets and widths; the waits before attempts 2 and 3.
+    assert 'data-outcome="failed" style="left:0%;width:6.592%"' in html
+    assert 'data-outcome="timeout" style="left:32%;width:33.6%"' in html
+    assert 'data-outcome="completed" style="left:96%;width:4%"' in html
+    assert 'class="jp-tl-gap" style="left:6.592%;width:25.408%" title="waited 1.6 s"' in html
+    assert 'class="jp-tl-gap" style="left:65.6%;width:30.4%" title="waited 1.9 s"' in html
+    # Each traceback folded under its attempt; log lines with their level and time.
+    assert html.count('<details class="jp-tl-traceback"') == 2
+    assert "ConnectionError: smtp refused</pre></details>" in html
+    for at, level, message in [(100, "INFO", "validating"), (2345, "WARNING", "slow upstream")]:
+        clock = timezone.localtime(t0 + timedelta(milliseconds=at)).strftime("%H:%M:%S.%f")[:-3]
+        assert f'>{clock}</time></span> <span class="jp-tl-level jp-data">{level}</span>' in html
+        assert f'<span class="jp-tl-message">{message}</span>' in html
+    # The job's moments read "4 minutes ago", the exact time in the tooltip.
+    exact = timezone.localtime(job.started_at).strftime("%Y-%m-%d %H:%M:%S UTC")
+    started = f'<time datetime="{job.started_at.isoformat()}" title="{exact}">4\xa0minutes ago'
+    assert started in html
+    assert 'id="jp-job-live"' in html and 'data-poll="0"' in html  # finished: no polling
+
+
+def test_an_active_job_page_shows_its_running_attempt_and_polls(admin_client):
+    job = enqueue("platform.echo", {"i": 1})
+    started = timezone.now() - timedelta(seconds=3)
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.ACTIVE, attempts_made=1, worker="host:9", started_at=started, progress=35
+    )
+    html = admin_client.get(page(job)).content.decode()
+    assert "<td>1</td><td>Running</td><td>host:9</td>" in html
+    assert " so far<" in html and 'data-outcome="running"' in html
+    assert 'data-poll="1"' in html and 'data-url="/admin/queues/job/' in html
+    assert 'aria-valuenow="35"' in html and '<div style="width:35%">' in html
+    assert "/static/queues/job.js" in html and "/admin/jp-jsi18n/" in html
+
+
+def test_the_live_state_is_json_of_one_query(admin_client, django_assert_num_queries):
+    job = enqueue("platform.echo", {"i": 1})
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.ACTIVE, attempts_made=2, worker="host:9", progress=60
+    )
+    admin_client.get(live(job))  # the session read
+    with django_assert_num_queries(3):  # the session, the user, the job
+        response = admin_client.get(live(job))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    data = response.json()
+    assert {k: data[k] for k in ("status", "progress", "attempts_made", "worker", "final")} == {
+        "status": "active",
+        "progress": 60,
+        "attempts_made": 2,
+        "worker": "host:9",
+        "final": False,
+    }
+    assert (data["status_label"], data["status_color"]) == ("active", "#2b7bb9")
+    assert data["finished_at"] is None and data["now"]
+    done = job_with_three_attempts()
+    data = admin_client.get(live(done)).json()
+    assert (data["status"], data["final"], data["progress"]) == ("completed", True, 100)
+    assert parse_datetime(data["finished_at"]) == done.finished_at  # to the ms, as it has
+    missing = "/admin/queues/job/00000000-0000-0000-0000-000000000000/live/"
+    assert admin_client.get(missing).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [("anonymous", 302), ("not staff", 302), ("staff without view_job", 403), ("viewer", 200)],
+)
+def test_the_live_state_needs_staff_and_the_view_permission(client, who, expected):
+    job = enqueue("platform.echo", {"i": 1})
+    if who == "not staff":
+        user = User.objects.create_user("nina", password="pw")
+        user.user_permissions.set(Permission.objects.filter(codename="view_job"))
+        client.force_login(user)
+    elif who == "staff without view_job":
+        client.force_login(staff_with("view_queue"))
+    elif who == "viewer":
+        client.force_login(staff_with("view_job"))
+    response = client.get(live(job))
+    assert response.status_code == expected
+    if expected == 302:
+        assert response["Location"].startswith("/admin/login/?next=")
+    if expected == 200:
+        assert response.json()["status"] == "waiting"
+
+
+def test_the_job_page_queries_do_not_grow_with_attempts_and_logs(admin_client):
+    from queues.models import JobAttempt, JobLog
+
+    job = job_with_three_attempts()
+    admin_client.get(page(job))
+    with CaptureQueriesContext(connection) as small:
+        admin_client.get(page(job))
+    t0 = job.started_at + timedelta(seconds=10)
+    JobAttempt.objects.bulk_create(
+        JobAttempt(
+            job=job,
+            number=n,
+            started_at=t0 + timedelta(seconds=n),
+            finished_at=t0 + timedelta(seconds=n, milliseconds=300),
+            duration_ms=300,
+            outcome="failed",
+            error=f"try {n}",
+            traceback=f"Traceback {n}",
+        )
+        for n in range(4, 40)
+    )
+    # The completing attempt is the 40th now.
+    end = t0 + timedelta(seconds=50)
+    Job.objects.filter(pk=job.pk).update(attempts_made=40, started_at=end, finished_at=end)
+    JobLog.objects.bulk_create(JobLog(job=job, attempt=5, message=f"line {i}") for i in range(600))
+    with CaptureQueriesContext(connection) as large:
+        html = admin_client.get(page(job)).content.decode()
+    assert len(large) == len(small) == 8, [q["sql"][:80] for q in large.captured_queries]
+    assert html.count('class="jp-tl-row"') == 39  # 1, 2, 4 to 39, and 40 on the job's row
+    # The newest 500 lines, and a note that there are more.
+    assert "line 599" in html and "line 99<" not in html and "line 100<" in html
+    assert "Only the newest 500 log lines are shown." in html
