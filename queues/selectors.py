@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -10,7 +9,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, QuerySet, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -144,56 +143,6 @@ def job_dependencies(job: Job) -> QuerySet[Job]:
 def job_dependants(job: Job) -> QuerySet[Job]:
     """The jobs waiting for ``job``."""
     return Job.objects.filter(dependency_links__parent=job).order_by("created_at")
-
-
-def payload_filter(term: str) -> Q | None:
-    """``key:value`` (``a.b:value`` for nested keys) as JSON containment, which the GIN
-    index ``job_payload_gin`` serves. The value matches as JSON (42, true) or as text."""
-    key, sep, raw = term.partition(":")
-    if not sep or not key or not raw:
-        return None
-    path = key.split(".")
-
-    def nest(value):
-        for part in reversed(path):
-            value = {part: value}
-        return value
-
-    condition = Q(payload__contains=nest(raw))
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        parsed = raw
-    if parsed != raw:
-        condition |= Q(payload__contains=nest(parsed))
-    return condition
-
-
-def filter_jobs(
-    jobs: QuerySet[Job],
-    *,
-    queue: str | None = None,
-    status: str | None = None,
-    name: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    q: str | None = None,
-) -> QuerySet[Job]:
-    """The filters the job list offers (admin and API): each one an indexed predicate."""
-    if queue:
-        jobs = jobs.filter(queue__name=queue)
-    if status:
-        jobs = jobs.filter(status=status)
-    if name:
-        jobs = jobs.filter(name=name)
-    if created_after:
-        jobs = jobs.filter(created_at__gte=created_after)
-    if created_before:
-        jobs = jobs.filter(created_at__lt=created_before)
-    if q:
-        condition = payload_filter(q)
-        jobs = jobs.filter(condition) if condition is not None else jobs.filter(name=q)
-    return jobs
 
 
 def bucket_rates(*, completed: int, failed: int, retried: int, ms: int) -> dict:

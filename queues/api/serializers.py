@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
 from queues.exceptions import EnqueueError
 from queues.models import Job, JobAttempt, JobLog, JobStatus, Queue, Worker
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
+from queues.search import SEARCH_HELP, SearchError, search_condition
 from queues.services.queues import CLEANABLE
 from queues.webhooks import check_webhook_url
 
@@ -160,7 +160,15 @@ class JobFilterIn(serializers.Serializer):
     name = serializers.CharField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
-    q = serializers.CharField(required=False, help_text=gettext_lazy("key:value on the payload"))
+    q = serializers.CharField(required=False, help_text=SEARCH_HELP)
+
+    def validate_q(self, value: str) -> str:
+        # The admin's search box reads it too: a malformed term is a 400 naming the part.
+        try:
+            search_condition(value)
+        except SearchError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class CountOut(serializers.Serializer):

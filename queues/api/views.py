@@ -17,7 +17,8 @@ from queues import services
 from queues.api import serializers as s
 from queues.api.permissions import requires
 from queues.models import Job, Queue, Worker
-from queues.selectors import filter_jobs, get_job, is_live, stats
+from queues.search import filter_jobs
+from queues.selectors import get_job, is_live, stats
 
 
 class JobCursor(CursorPagination):
