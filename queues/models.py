@@ -224,7 +224,7 @@ class Job(models.Model):
         # Two more indexes are Postgres-only and live in their migrations, not here (SQLite
         # would rebuild them with the table): job_payload_gin (0005, payload containment,
         # the job search's user.id:7) and job_failed_error_trgm (0015, pg_trgm on failed
-        # jobs' UPPER(error), the job search's error:). See queues/selectors.py, search.
+        # jobs' UPPER(error), the job search's error:). See queues/search.py.
         indexes = [
             # Serves the claim query in queues/engine/claim.py:
             #   ... WHERE queue_id = %s AND status = 'waiting'

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
 
 from scheduling.calendar import cron_expression, period, upcoming, zone_name
-from scheduling.cron import describe
+from scheduling.cron import describe, describe_interval, next_after
 from scheduling.models import ScheduledJob, ScheduleRun
+
+# The changelist's sparkline: this many of each schedule's latest runs.
+RECENT_RUNS = 20
+PREVIEW_RUNS = 5
 
 
 def schedules_with_last_run() -> QuerySet[ScheduledJob]:
@@ -21,6 +27,108 @@ def schedules_with_last_run() -> QuerySet[ScheduledJob]:
     return ScheduledJob.objects.select_related("crontab", "interval", "clocked", "queue").annotate(
         last_run_status=Subquery(last.values("job__status")[:1])
     )
+
+
+def schedule_changelist() -> QuerySet[ScheduledJob]:
+    """The admin's schedule list: timing rows joined, and each schedule's latest
+    ``RECENT_RUNS`` runs with their job's status prefetched for the whole page in one
+    query (a window function per schedule, not a query per row)."""
+    runs = (
+        ScheduleRun.objects.annotate(job_status=F("job__status"))
+        .only("id", "schedule_id", "due_at", "trigger", "error", "job_id")
+        .order_by("-due_at")
+    )
+    recent = Prefetch("runs", queryset=runs[:RECENT_RUNS], to_attr="recent_runs")
+    return ScheduledJob.objects.select_related(
+        "crontab", "interval", "clocked", "queue"
+    ).prefetch_related(recent)
+
+
+def run_outcome(run: ScheduleRun) -> str:
+    """What became of a run: its job's status (annotated as ``job_status`` by
+    ``schedule_changelist``), "error" when it could not be enqueued, "gone" when its job
+    was deleted since."""
+    if run.job_id:
+        return run.job_status if hasattr(run, "job_status") else run.job.status
+    return "error" if run.error else "gone"
+
+
+def timing_text(schedule: ScheduledJob) -> str:
+    """The schedule's timing in plain language, without its zone (shown beside it)."""
+    if schedule.crontab_id:
+        return describe(cron_expression(schedule))
+    if schedule.interval_id:
+        return describe_interval(schedule.interval.every, schedule.interval.period)
+    if schedule.clocked_id:
+        return one_off_text(schedule.clocked.clocked_time, display_zone(schedule))
+    return ""
+
+
+def display_zone(schedule: ScheduledJob) -> str | None:
+    """The zone a schedule's times read in: its crontab's, or for a one-off the
+    project's (a clocked row keeps the instant, not the zone it was typed in); None for
+    an interval, which has no wall clock."""
+    if schedule.crontab_id:
+        return zone_name(schedule)
+    if schedule.clocked_id:
+        return settings.TIME_ZONE or "UTC"
+    return None
+
+
+def one_off_text(at: datetime, zone: str) -> str:
+    return gettext("Once, on %(time)s") % {"time": local_text(at, ZoneInfo(zone))}
+
+
+def local_text(at: datetime, zone: ZoneInfo) -> str:
+    """An instant on ``zone``'s wall clock, weekday first, in the active language."""
+    return formats.date_format(at.astimezone(zone), "D Y-m-d H:i T")
+
+
+def preview(
+    *,
+    kind: str,
+    zone: ZoneInfo,
+    viewer_zone: ZoneInfo,
+    now: datetime,
+    cron: str | None = None,
+    every: int | None = None,
+    period: str | None = None,
+    run_at: datetime | None = None,
+    count: int = PREVIEW_RUNS,
+) -> dict:
+    """What the schedule editor shows beside its fields: the timing in words and its next
+    ``count`` runs on the schedule's wall clock and on the viewer's. The arguments are
+    validated already (the admin's timing form); an interval counts from ``now``, as a
+    new schedule's grid does."""
+    if kind == "cron":
+        description = describe(cron)
+        runs, cursor = [], now
+        for _ in range(count):
+            cursor = next_after(cron, zone, cursor)
+            runs.append(cursor)
+    elif kind == "interval":
+        description = describe_interval(every, period)
+        step = timedelta(**{period: every})
+        runs = [now + step * i for i in range(1, count + 1)]
+    else:
+        description = one_off_text(run_at, str(zone))
+        runs = [run_at] if run_at > now else []
+    return {
+        "kind": kind,
+        "description": description,
+        "timezone": str(zone),
+        "viewer_timezone": str(viewer_zone),
+        "next_runs": [
+            {
+                "utc": at.astimezone(ZoneInfo("UTC")).isoformat(),
+                "local": at.astimezone(zone).isoformat(),
+                "viewer": at.astimezone(viewer_zone).isoformat(),
+                "local_text": local_text(at, zone),
+                "viewer_text": local_text(at, viewer_zone),
+            }
+            for at in runs
+        ],
+    }
 
 
 def describe_schedule(schedule: ScheduledJob) -> str:

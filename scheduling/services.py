@@ -13,6 +13,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule
 
+from queues import audit
+from queues.audit import Actor
 from queues.exceptions import EnqueueError
 from queues.models import Queue
 from queues.services import enqueue, validate_job
@@ -215,15 +217,25 @@ def _first_or_create(model, **fields):
 def clocked_for(run_at: datetime) -> ClockedSchedule:
     if not isinstance(run_at, datetime) or timezone.is_naive(run_at):
         raise ScheduleError(_("run_at must be a timezone-aware datetime"))
-    return ClockedSchedule.objects.create(clocked_time=run_at)
+    return _first_or_create(ClockedSchedule, clocked_time=run_at)
 
 
 # --- status ---------------------------------------------------------------------------
 
 
-def set_status(schedule: ScheduledJob, status: int, *, now: datetime | None = None) -> ScheduledJob:
+STATUS_AUDIT_ACTIONS = {
+    ScheduleStatus.ENABLED: "enable_schedules",
+    ScheduleStatus.DISABLED: "disable_schedules",
+    ScheduleStatus.PAUSED: "pause_schedules",
+}
+
+
+def set_status(
+    schedule: ScheduledJob, status: int, *, by: Actor = None, now: datetime | None = None
+) -> ScheduledJob:
     """Enable (1), disable (0) or pause (2). Enabling starts from now; resuming a paused
-    schedule keeps its next run, so runs missed while paused follow the misfire policy."""
+    schedule keeps its next run, so runs missed while paused follow the misfire policy.
+    Audited, with ``by`` (a user or a label) as who asked."""
     now = now or timezone.now()
     status = _status(status)
     with transaction.atomic():
@@ -246,6 +258,7 @@ def set_status(schedule: ScheduledJob, status: int, *, now: datetime | None = No
                 "updated_at",
             ]
         )
+        audit.record(by=by, action=STATUS_AUDIT_ACTIONS[status], target=schedule.name, count=1)
     return schedule
 
 
@@ -359,11 +372,16 @@ def _needs_plan(schedule: ScheduledJob) -> bool:
 # --- running --------------------------------------------------------------------------
 
 
-def run_now(schedule: ScheduledJob, *, now: datetime | None = None) -> ScheduleRun:
-    """Enqueue the schedule's job now. The next regular run does not move."""
+def run_now(
+    schedule: ScheduledJob, *, by: Actor = None, now: datetime | None = None
+) -> ScheduleRun:
+    """Enqueue the schedule's job now. The next regular run does not move. Audited,
+    with ``by`` (a user or a label) as who asked."""
     now = now or timezone.now()
     with transaction.atomic():
         run = _run(schedule, due=now, trigger=RunTrigger.MANUAL, now=now)
+        if run is not None:
+            audit.record(by=by, action="run_schedules", target=schedule.name, count=1)
     if run is None:
         raise ScheduleError(_("a run for this instant already exists; try again"))
     return run

@@ -5,7 +5,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scheduling.cron import ScheduleError, describe, get_zone, next_after, parse_cron
+from scheduling.cron import (
+    ScheduleError,
+    describe,
+    describe_interval,
+    get_zone,
+    next_after,
+    parse_cron,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -114,3 +121,66 @@ def test_never_firing_expression_is_an_error():
 def test_describe_reads_like_beat_admin():
     assert describe("0 2 * * *") == "At 02:00"
     assert "Monday through Friday" in describe("0 9 * * 1-5")
+
+
+@pytest.mark.parametrize(
+    ("expression", "text"),
+    [
+        ("0 2 * * *", "At 02:00"),
+        ("0 0 2 * * *", "At 02:00"),
+        ("0 9 * * 1-5", "At 09:00, Monday through Friday"),
+        ("0 9 * * mon-fri", "At 09:00, Monday through Friday"),
+        ("5 4 * * sun", "At 04:05, only on Sunday"),
+        ("0 0 * * 6,0", "At 00:00, only on Saturday and Sunday"),
+        ("0 8,20 * * *", "At 08:00 and 20:00"),
+        ("30 8 1 * *", "At 08:30, on day 1 of the month"),
+        ("0 0 1,15 * *", "At 00:00, on days 1 and 15 of the month"),
+        ("0 0 L * *", "At 00:00, on the last day of the month"),
+        ("0 9 1 * 1", "At 09:00, on day 1 of the month or on Monday"),
+        (
+            "0 0 1 */3 *",
+            "At 00:00, on day 1 of the month, only in January, April, July and October",
+        ),
+        ("* * * * *", "Every minute"),
+        ("*/15 * * * *", "Every 15 minutes"),
+        ("0,30 * * * *", "Every 30 minutes"),
+        ("0 * * * *", "Every hour"),
+        ("0 */2 * * *", "Every 2 hours"),
+        ("5 * * * *", "At minute 5, every hour"),
+        ("15,45 */6 * * *", "At minutes 15 and 45, every 6 hours"),
+        ("*/15 9-17 * * 1-5", "Every 15 minutes, between 09:00 and 17:59, Monday through Friday"),
+        ("*/5 1,3,5 * * *", "Every 5 minutes, during hours 1, 3 and 5"),
+        # What the describer does not put into words is shown as written.
+        ("0 0 * * 5#2", "0 0 * * 5#2"),
+        ("not cron", "not cron"),
+    ],
+)
+def test_describe_in_plain_english(expression, text):
+    assert describe(expression) == text
+
+
+def test_describe_uses_the_active_language_for_day_and_month_names():
+    from django.utils import translation
+
+    with translation.override("zh-hans"):
+        weekdays = describe("0 9 * * 1-5")
+        months = describe("0 0 1 1,7 *")
+    assert "星期一" in weekdays and "星期五" in weekdays and "Monday" not in weekdays
+    assert "一月" in months and "七月" in months
+
+
+@pytest.mark.parametrize(
+    ("every", "period", "text"),
+    [
+        (1, "seconds", "Every second"),
+        (10, "seconds", "Every 10 seconds"),
+        (1, "minutes", "Every minute"),
+        (90, "minutes", "Every 90 minutes"),
+        (1, "hours", "Every hour"),
+        (6, "hours", "Every 6 hours"),
+        (1, "days", "Every day"),
+        (2, "days", "Every 2 days"),
+    ],
+)
+def test_describe_interval(every, period, text):
+    assert describe_interval(every, period) == text

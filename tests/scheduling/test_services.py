@@ -266,3 +266,43 @@ def test_duplicate_crontab_and_interval_rows_do_not_break_creation_or_the_sync()
     assert nightly.crontab == first_crontab
     assert CrontabSchedule.objects.count() == 4  # + hourly and daily; no third "0 2 * * *"
     assert IntervalSchedule.objects.count() == 2
+
+
+def test_run_now_and_status_changes_are_audited_with_who_asked():
+    from django.contrib.auth.models import User
+
+    from queues.models import AuditLog
+
+    user = User.objects.create_user("ops")
+    schedule = every(60)
+    services.run_now(schedule, by=user, now=at(minutes=1))
+    services.pause(schedule, by="manage.py")
+    services.resume(schedule, by=user)
+    services.disable(schedule)
+    assert list(
+        AuditLog.objects.order_by("id").values_list("action", "target", "count", "username")
+    ) == [
+        ("run_schedules", "tick", 1, "ops"),
+        ("pause_schedules", "tick", 1, "manage.py"),
+        ("enable_schedules", "tick", 1, "ops"),
+        ("disable_schedules", "tick", 1, ""),
+    ]
+    assert AuditLog.objects.get(action="run_schedules").user == user
+
+
+def test_a_refused_status_writes_no_audit_row():
+    from queues.models import AuditLog
+
+    schedule = every(60)
+    with pytest.raises(ScheduleError):
+        services.set_status(schedule, 5, by="manage.py")
+    assert not AuditLog.objects.exists()
+
+
+def test_identical_one_offs_share_their_clocked_row():
+    from django_celery_beat.models import ClockedSchedule
+
+    when = T0 + timedelta(days=1)
+    a = services.create_schedule(name="a", handler="platform.echo", run_at=when, now=T0)
+    b = services.create_schedule(name="b", handler="platform.echo", run_at=when, now=T0)
+    assert a.clocked_id == b.clocked_id and ClockedSchedule.objects.count() == 1
