@@ -1,5 +1,6 @@
-"""The dashboard: per-queue counts, latency, throughput charts, failure rate, durations,
-alerts, workers and (from other apps' panels) schedules due next.
+"""The dashboard: per-queue counts, latency, utilisation, throughput charts, failure rate,
+durations, alerts, workers and (from other apps' panels) schedules due next. A user who
+may steer queues pauses, resumes and limits them from its rows.
 
 Everything comes from ``QueueSnapshot`` (counts refreshed by the maintenance loop) and
 ``QueueMinute`` buckets; a page view never counts the jobs table.
@@ -17,6 +18,7 @@ from django.db.models import Sum
 from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -114,8 +116,7 @@ def _queue_rows(now: datetime, per_queue: dict[int, dict]) -> dict:
         avg_ms = rates["average_ms"]
         rows.append(
             {
-                "name": queue.name,
-                "paused": queue.paused,
+                **queue_steering(queue),
                 "counts": counts,
                 "latency_s": round(latency, 1),
                 "completed_1h": agg["completed"],
@@ -134,6 +135,33 @@ def _queue_rows(now: datetime, per_queue: dict[int, dict]) -> dict:
         )
     age = round((now - min(refreshed)).total_seconds(), 1) if refreshed else None
     return {"queues": rows, "snapshot_age_s": age}
+
+
+def queue_steering(queue: Queue) -> dict:
+    """What the steering controls show of a queue (its rows on the dashboard, the JSON
+    answer of a change): whether it is paused, its limits, and its utilisation, the active
+    jobs (from the snapshot) over its concurrency; None without a concurrency cap."""
+    active = queue.snapshot_counts().get("active", 0)
+    ratio = active / queue.concurrency if queue.concurrency else None
+    return {
+        "id": queue.pk,
+        "name": queue.name,
+        "paused": queue.paused,
+        "concurrency": queue.concurrency,
+        "rate_limit_max": queue.rate_limit_max,
+        "rate_limit_duration_ms": queue.rate_limit_duration_ms,
+        "active": active,
+        "utilisation": round(ratio, 4) if ratio is not None else None,
+        "utilisation_pct": round(ratio * 100) if ratio is not None else None,
+    }
+
+
+def steering_permissions(user) -> dict[str, bool]:
+    """Which steering controls ``user`` gets: pause/resume, and limits."""
+    return {
+        "pause": user.has_perm("queues.pause_queue"),
+        "change": user.has_perm("queues.change_queue"),
+    }
 
 
 def _alerts(
@@ -171,18 +199,23 @@ def _workers(now: datetime) -> list[dict]:
     ]
 
 
+def _page_data(request) -> dict:
+    # The controls follow the user's permissions, read again at every refresh.
+    return {**dashboard_data(), "can": steering_permissions(request.user)}
+
+
 @staff_member_required
 def dashboard_data_view(request):
-    return JsonResponse(dashboard_data())
+    return JsonResponse(_page_data(request))
 
 
 @staff_member_required
 def dashboard_view(request):
-
     context = {
         **admin.site.each_context(request),
         "title": _("Job platform dashboard"),
-        "data": dashboard_data(),
+        "data": _page_data(request),
+        "queues_url": reverse("admin:queues_queue_changelist"),
     }
     return render(request, "admin/queues/dashboard.html", context)
 

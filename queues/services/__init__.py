@@ -22,6 +22,7 @@ from queues.services.queues import (
     empty_queue,
     pause_queue,
     resume_queue,
+    set_queue_limits,
     update_queue,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "resume_queue",
     "retry_job",
     "retry_jobs",
+    "set_queue_limits",
     "update_queue",
     "validate_job",
 ]

@@ -1,4 +1,5 @@
-"""Queue operations: change settings, pause, resume, empty, clean, and retention."""
+"""Queue operations: change settings and limits, pause, resume, empty, clean, and
+retention."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -54,24 +56,95 @@ def update_queue(name: str, *, changes: dict[str, Any], by: Actor = None) -> Que
 
 
 def pause_queue(name: str, *, by: Actor = None) -> Queue:
-    """Stop workers from starting jobs of this queue (active jobs finish)."""
-    queue = _queue(name)
-    with transaction.atomic():
-        Queue.objects.filter(pk=queue.pk).update(paused=True, updated_at=timezone.now())
-        audit.record(by=by, action="pause_queues", target=queue.name, count=1)
-    queue.refresh_from_db()
-    return queue
+    """Stop workers from starting jobs of this queue (active jobs finish). The claim reads
+    the flag in its own statement, so running workers stop at their next claim."""
+    return _set_paused(name, paused=True, action="pause_queues", by=by)
 
 
 def resume_queue(name: str, *, by: Actor = None) -> Queue:
     """Let workers take jobs of this queue again, and wake them."""
+    return _set_paused(name, paused=False, action="resume_queues", by=by)
+
+
+def _set_paused(name: str, *, paused: bool, action: str, by: Actor) -> Queue:
     queue = _queue(name)
     with transaction.atomic():
-        Queue.objects.filter(pk=queue.pk).update(paused=False, updated_at=timezone.now())
-        doorbell.ring_on_commit([queue.name])
-        audit.record(by=by, action="resume_queues", target=queue.name, count=1)
+        before = lock_queue(queue.pk).paused
+        Queue.objects.filter(pk=queue.pk).update(paused=paused, updated_at=timezone.now())
+        if not paused:
+            doorbell.ring_on_commit([queue.name])
+        audit.record(
+            by=by, action=action, target=queue.name, count=1, changes={"paused": [before, paused]}
+        )
     queue.refresh_from_db()
     return queue
+
+
+# PositiveIntegerField's upper bound on Postgres (a 4-byte integer).
+LIMIT_MAX = 2_147_483_647
+LIMIT_FIELDS = ("concurrency", "rate_limit_max", "rate_limit_duration_ms")
+UNSET: Any = object()
+
+
+def set_queue_limits(
+    name: str,
+    *,
+    concurrency: int | None = UNSET,
+    rate_limit_max: int | None = UNSET,
+    rate_limit_duration_ms: int | None = UNSET,
+    by: Actor = None,
+) -> Queue:
+    """Change a queue's concurrency cap and rate limit (at most ``rate_limit_max`` jobs
+    start per ``rate_limit_duration_ms``). ``None`` removes a limit; an argument left out
+    keeps its value. Each value is a whole number from 1; the rate limit's two halves are
+    set or cleared together. Invalid values raise ``ValidationError`` (one message per
+    field) and change nothing. The audit row (``set_queue_limits``) records each changed
+    field as ``[before, after]``; no change writes none.
+
+    A limited claim reads the limits afresh under the queue's row lock, so running workers
+    apply them at their next claim; the doorbell wakes them at once, since a raised limit
+    frees slots that no running drain may be waiting for."""
+    given = {
+        "concurrency": concurrency,
+        "rate_limit_max": rate_limit_max,
+        "rate_limit_duration_ms": rate_limit_duration_ms,
+    }
+    given = {field: value for field, value in given.items() if value is not UNSET}
+    errors = {field: message for field, value in given.items() if (message := _limit_error(value))}
+    if errors:
+        raise ValidationError(errors)
+    queue = _queue(name)
+    with transaction.atomic():
+        queue = lock_queue(queue.pk)
+        before = {field: getattr(queue, field) for field in LIMIT_FIELDS}
+        after = {**before, **given}
+        if (after["rate_limit_max"] is None) != (after["rate_limit_duration_ms"] is None):
+            message = gettext(
+                "Set the rate limit's maximum and its duration together, or clear both."
+            )
+            empty = (
+                "rate_limit_max" if after["rate_limit_max"] is None else "rate_limit_duration_ms"
+            )
+            raise ValidationError({empty: message})
+        changes = {f: [before[f], after[f]] for f in LIMIT_FIELDS if before[f] != after[f]}
+        if not changes:
+            return queue
+        new_values = {field: new for field, (_old, new) in changes.items()}
+        Queue.objects.filter(pk=queue.pk).update(**new_values, updated_at=timezone.now())
+        doorbell.ring_on_commit([queue.name])
+        audit.record(by=by, action="set_queue_limits", target=queue.name, count=1, changes=changes)
+    queue.refresh_from_db()
+    return queue
+
+
+def _limit_error(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMIT_MAX:
+        return gettext(
+            "Enter a whole number from 1 to %(max)s, or leave it empty for no limit."
+        ) % {"max": LIMIT_MAX}
+    return None
 
 
 def empty_queue(name: str, *, include_delayed: bool = False, by: Actor = None) -> int:

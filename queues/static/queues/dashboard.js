@@ -1,4 +1,5 @@
-// jobplatform dashboard: draws the throughput charts as SVG and refreshes every 5 s.
+// jobplatform dashboard: draws the throughput charts as SVG and refreshes every 5 s. The
+// queue rows carry steering controls (queues.js) for users who may use them.
 (function () {
   "use strict";
   const NS = "http://www.w3.org/2000/svg";
@@ -69,30 +70,50 @@
     return td;
   }
 
-  function renderQueues(tbody, queues) {
-    tbody.textContent = "";
-    for (const q of queues) {
-      const tr = document.createElement("tr");
-      tr.dataset.queue = q.name;
-      if (q.alerts.length) tr.className = "jp-alert";
-      const name = document.createElement("td");
-      const link = document.createElement("a");
-      link.href = `../job/?queue__name=${encodeURIComponent(q.name)}`;
-      link.textContent = q.name;
-      name.appendChild(link);
-      tr.appendChild(name);
-      tr.appendChild(cell(q.paused ? _("paused") : "-"));
-      for (const s of ["waiting", "delayed", "blocked", "active", "completed", "failed", "cancelled"]) {
-        tr.appendChild(cell(String(q.counts[s] || 0)));
+  // Text of a cell, written only when it changed.
+  function setText(td, text) {
+    if (td.children.length || td.textContent !== text) td.textContent = text;
+  }
+
+  // The queue rows are updated in place, keyed by queue name, never rebuilt: a steering
+  // control being used (an open limits form, a focused input, a request in flight)
+  // survives every refresh. Who may steer is read again at each refresh (data.can).
+  function renderQueues(tbody, queues, can, opts) {
+    const steer = window.jpQueues;
+    const old = new Map();
+    for (const tr of tbody.querySelectorAll("tr[data-queue]")) old.set(tr.dataset.queue, tr);
+    queues.forEach((q, at) => {
+      let tr = old.get(q.name);
+      old.delete(q.name);
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.queue = q.name;
       }
-      tr.appendChild(cell(`${q.latency_s} s`));
-      tr.appendChild(cell(String(q.completed_1h)));
-      tr.appendChild(cell(`${Math.round(q.failure_rate * 100)} %`));
-      tr.appendChild(cell(q.avg_ms === null ? "-" : `${q.avg_ms} ms`));
-      tr.appendChild(cell(q.p95_ms ? `≤ ${q.p95_ms} ms` : "-"));
-      tr.appendChild(cell(q.alerts.join(", ")));
-      tbody.appendChild(tr);
-    }
+      tr.className = q.alerts.length ? "jp-alert" : "";
+      while (tr.cells.length < 15) tr.appendChild(document.createElement("td"));
+      const cells = tr.cells;
+      if (!cells[0].querySelector("a")) {
+        const link = document.createElement("a");
+        link.href = `../job/?queue__name=${encodeURIComponent(q.name)}`;
+        link.textContent = q.name;
+        cells[0].textContent = "";
+        cells[0].appendChild(link);
+      }
+      if (steer) steer.pausedCell(cells[1], q, can.pause, opts);
+      else setText(cells[1], q.paused ? _("paused") : "-");
+      ["waiting", "delayed", "blocked"].forEach((s, i) => setText(cells[2 + i], String(q.counts[s] || 0)));
+      if (steer) steer.activeCell(cells[5], q, can.change, opts);
+      else setText(cells[5], String(q.counts.active || 0));
+      ["completed", "failed", "cancelled"].forEach((s, i) => setText(cells[6 + i], String(q.counts[s] || 0)));
+      setText(cells[9], `${q.latency_s} s`);
+      setText(cells[10], String(q.completed_1h));
+      setText(cells[11], `${Math.round(q.failure_rate * 100)} %`);
+      setText(cells[12], q.avg_ms === null ? "-" : `${q.avg_ms} ms`);
+      setText(cells[13], q.p95_ms ? `≤ ${q.p95_ms} ms` : "-");
+      setText(cells[14], q.alerts.join(", "));
+      if (tbody.children[at] !== tr) tbody.insertBefore(tr, tbody.children[at] || null);
+    });
+    for (const tr of old.values()) tr.remove();
   }
 
   function renderWorkers(tbody, workers, now) {
@@ -115,10 +136,10 @@
     }
   }
 
-  function render(data) {
+  function render(data, opts) {
     drawBars(document.getElementById("jp-minute-chart"), data.per_minute, 10);
     drawBars(document.getElementById("jp-hour-chart"), data.per_hour, 4);
-    renderQueues(document.querySelector("#jp-queues tbody"), data.queues);
+    renderQueues(document.querySelector("#jp-queues tbody"), data.queues, data.can || {}, opts);
     renderWorkers(document.querySelector("#jp-workers tbody"), data.workers, data.now);
     const age = document.getElementById("jp-snapshot-age");
     if (age) age.textContent = data.snapshot_age_s === null ? "-" : data.snapshot_age_s;
@@ -127,14 +148,28 @@
   document.addEventListener("DOMContentLoaded", () => {
     const root = document.getElementById("jp-dashboard");
     if (!root) return;
-    render(JSON.parse(document.getElementById("jp-initial").textContent));
-    setInterval(async () => {
+    const opts = { base: root.dataset.queuesUrl, csrf: root.dataset.csrf };
+    let data = JSON.parse(document.getElementById("jp-initial").textContent);
+    render(data, opts);
+    async function refresh() {
       try {
         const response = await fetch(root.dataset.url, { credentials: "same-origin" });
-        if (response.ok) render(await response.json());
+        if (response.ok) {
+          data = await response.json();
+          render(data, opts);
+        }
       } catch (error) {
         /* keep the last data on screen; the next refresh retries */
       }
-    }, 5000);
+    }
+    setInterval(refresh, 5000);
+    // A queue just steered from this page: its row shows the new state at once, and the
+    // next refresh comes now.
+    document.addEventListener("jp:queue-steered", (event) => {
+      const changed = event.detail;
+      data.queues = data.queues.map((q) => (q.id === changed.id ? { ...q, ...changed } : q));
+      render(data, opts);
+      refresh();
+    });
   });
 })();
