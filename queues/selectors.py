@@ -25,8 +25,14 @@ _QUEUE_CACHE_SECONDS = 2.0
 _queue_cache: dict[str, tuple[Queue, float]] = {}
 
 
+def forget_queue(name: str) -> None:
+    """Drop this process's cached row of queue ``name`` (after an ``update()``, which sends
+    no signal); other processes see the change within ``_QUEUE_CACHE_SECONDS``."""
+    _queue_cache.pop(name, None)
+
+
 def _forget_queue(sender, instance: Queue, **kwargs) -> None:
-    _queue_cache.pop(instance.name, None)
+    forget_queue(instance.name)
 
 
 post_save.connect(_forget_queue, sender=Queue, dispatch_uid="queues.forget_queue.save")

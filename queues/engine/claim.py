@@ -28,6 +28,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from queues.models import HELD_BY_WORKER, Job, JobStatus, Queue
+from queues.selectors import get_queue
 
 _CLAIM_SQL = """
 WITH claimed AS (
@@ -103,7 +104,11 @@ class Claim:
 def claim_jobs(*, queue: Queue, worker: str, limit: int) -> Claim:
     """Mark up to ``limit`` runnable jobs of ``queue`` active for ``worker`` and return them
     in the order they must run. Returns nothing while the queue is paused."""
-    if queue.rate_limit_max or queue.concurrency:
+    # Whether the queue has limits: from its row as cached for a moment (not the row the
+    # drain loaded when it started), so a limit set on an unlimited queue binds running
+    # drains within seconds. The limited claim then reads the limits under the row's lock.
+    current = get_queue(queue.name)
+    if current.rate_limit_max or current.concurrency:
         with transaction.atomic():
             return _claim_limited(queue=queue, worker=worker, limit=limit)
     return Claim(_claim(queue=queue, worker=worker, limit=limit, now=None))

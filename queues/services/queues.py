@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -18,6 +19,7 @@ from queues.audit import Actor
 from queues.exceptions import InvalidJobState, QueueNotFound
 from queues.locks import lock_queue
 from queues.models import FINAL_STATUSES, Job, JobStatus, Queue
+from queues.selectors import forget_queue
 from queues.services import jobs as jobs_services
 from queues.services.jobs import UNSTARTED, _cancel, audited, delete_ids, each_chunk
 
@@ -131,6 +133,9 @@ def set_queue_limits(
             return queue
         new_values = {field: new for field, (_old, new) in changes.items()}
         Queue.objects.filter(pk=queue.pk).update(**new_values, updated_at=timezone.now())
+        # Now and at commit: a claim in this process reads the new limits at once.
+        forget_queue(queue.name)
+        transaction.on_commit(partial(forget_queue, queue.name))
         doorbell.ring_on_commit([queue.name])
         audit.record(by=by, action="set_queue_limits", target=queue.name, count=1, changes=changes)
     queue.refresh_from_db()

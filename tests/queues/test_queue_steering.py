@@ -287,12 +287,6 @@ def test_running_workers_apply_a_changed_limit_at_their_next_claim():
     assert Job.objects.filter(status=JobStatus.ACTIVE).count() == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/claim.py picks the limited claim from the Queue a drain loaded when it "
-    "started: a limit set on a queue that had none binds running drains only once they end "
-    "(DRAIN_BUDGET). Fixed when claim_jobs decides on the row it locks or reads afresh.",
-)
 def test_a_limit_set_on_an_unlimited_queue_binds_a_drain_under_way():
     enqueue_many([{"name": "platform.echo", "payload": {}} for _ in range(4)])
     held = Queue.objects.get(name="default")
