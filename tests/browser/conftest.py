@@ -75,3 +75,123 @@ def page(chromium_browser, live_server):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# Accessibility checks: axe-core from npm (tests/browser/package.json, installed by
+# ``./dev test`` with ``npm ci --prefix tests/browser``), run inside the page.
+AXE_JS = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+# What fails a page: WCAG's "serious" and "critical" findings. "minor" and "moderate" ones
+# (a missing landmark, say) are left to review.
+AXE_FAILING_IMPACTS = ("serious", "critical")
+
+# The console's views: width (px), colour scheme and language.
+CONSOLE_WIDTHS = (1280, 390)
+CONSOLE_SCHEMES = ("light", "dark")
+# The app's languages (settings.LANGUAGES), with the browser locale that asks for each.
+CONSOLE_LANGUAGES = {"en": "en-US", "zh-hans": "zh-CN"}
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> Path:
+    """axe.min.js; when it is missing the tests skip, or fail under CI."""
+    if not AXE_JS.is_file():
+        skip_unless_ci(f"axe-core is not installed ({AXE_JS}); run: npm ci --prefix tests/browser")
+    return AXE_JS
+
+
+def axe_violations(
+    page, script: Path, *, ignore: dict[str, str] | None = None, options: dict | None = None
+) -> list[dict]:
+    """Run axe-core on ``page`` as it is now; its violations (axe's result objects).
+
+    ``ignore`` maps a rule id to a CSS selector: that rule's findings on elements matching
+    the selector are dropped, every other rule still runs there. Use it only for markup we
+    cannot change, with a comment saying why.
+    """
+    page.add_script_tag(path=str(script))
+    # Only violations are read: axe then skips the details of what passed, which is most
+    # of its time on a long page.
+    options = {"resultTypes": ["violations"], **(options or {})}
+    return page.evaluate(
+        """async ([options, ignore]) => {
+            const result = await axe.run(document, options);
+            const kept = (rule, node) => {
+                const selector = ignore[rule.id];
+                if (!selector) return true;
+                const target = node.target[node.target.length - 1];
+                const element = typeof target === 'string' ? document.querySelector(target) : null;
+                return !(element && element.matches(selector));
+            };
+            return result.violations
+                .map((rule) => ({...rule, nodes: rule.nodes.filter((node) => kept(rule, node))}))
+                .filter((rule) => rule.nodes.length);
+        }""",
+        [options, ignore or {}],
+    )
+
+
+def serious_violations(violations: list[dict]) -> list[str]:
+    """One line per serious or critical finding: rule id, impact, help and the elements."""
+    lines = []
+    for rule in violations:
+        if rule.get("impact") not in AXE_FAILING_IMPACTS:
+            continue
+        targets = ", ".join(" ".join(map(str, node["target"])) for node in rule["nodes"])
+        lines.append(f"{rule['id']} [{rule['impact']}] {rule['help']}: {targets}")
+    return lines
+
+
+def assert_accessible(violations: list[dict], where: str = "") -> None:
+    """Fail listing every serious or critical axe violation (id, help, target nodes)."""
+    lines = serious_violations(violations)
+    if lines:
+        pytest.fail(
+            f"{where}: {len(lines)} serious/critical accessibility violation(s):\n  "
+            + "\n  ".join(lines),
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def axe(axe_script):
+    """``axe(page, ignore=...)``: the page's axe violations (see ``axe_violations``)."""
+
+    def run(page, **kwargs) -> list[dict]:
+        return axe_violations(page, axe_script, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def console_context(chromium_browser, live_server):
+    """A factory of browser contexts for one view of the console:
+    ``console_context(width=390, color_scheme="dark", language="zh-hans",
+    storage_state=...)``. The language is chosen as a user does, with the ``django_language``
+    cookie the header's switch sets, and asked for by the browser's locale as well. Every
+    context it made is closed after the test."""
+    contexts = []
+
+    def make(
+        *,
+        width: int = 1280,
+        color_scheme: str = "light",
+        language: str = "en",
+        storage_state: dict | str | None = None,
+    ):
+        context = chromium_browser.new_context(
+            base_url=live_server.url,
+            viewport={"width": width, "height": 900 if width >= 1024 else 844},
+            color_scheme=color_scheme,
+            locale=CONSOLE_LANGUAGES[language],
+            storage_state=storage_state,
+        )
+        context.set_default_timeout(10_000)
+        context.add_cookies(
+            [{"name": "django_language", "value": language, "url": live_server.url}]
+        )
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -24,6 +24,7 @@
         line.append(_("Example payload") + " ");
         const use = document.createElement("button");
         use.type = "button";
+        use.className = "button";
         use.id = "jp-use-example";
         use.textContent = _("Use the example");
         use.addEventListener("click", () => { payload.value = pretty(doc.example); });
