@@ -34,7 +34,7 @@ DB_URL = os.environ.get(
     "BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/jobplatform_bench_admin"
 )
 REDIS_URL = "redis://127.0.0.1:6379/9"
-TARGET_P95_MS = 300.0
+TARGET_P95_MS = 100.0
 WARMUPS, REQUESTS = 2, 20
 
 # Status mix by (i % 100): 85 completed, 5 failed, 3 cancelled, 4 waiting, 2 delayed, 1 active.
@@ -111,6 +111,20 @@ FROM (
 """
 
 
+# One bucket per queue, handler and hour of the last 72 h (the handler metrics page).
+HANDLER_HOURS_SQL = """
+INSERT INTO queues_handlerhour
+    (queue_id, name, hour, completed, failed, retried, duration_ms_sum, histogram)
+SELECT q.id, h.name, m, 60000 - 3000, 3000, 600, 60000 * 35,
+       '[0, 60, 180, 480, 840, 1200, 1080, 720, 480, 300, 180, 120, 60, 60, 0, 0]'::jsonb
+FROM queues_queue q
+CROSS JOIN (VALUES ('platform.echo'), ('platform.fail'), ('notifications.send_email'),
+                   ('notifications.send_sms'), ('devices.restart')) AS h(name)
+CROSS JOIN generate_series(date_trunc('hour', now()) - interval '71 hours',
+                           date_trunc('hour', now()), interval '1 hour') AS m
+"""
+
+
 def setup_django() -> None:
     ensure_database(DB_URL)
     os.environ.update(
@@ -165,6 +179,45 @@ def load(rows: int, reuse: bool, shuffled: bool) -> None:
     n = timed("queue minutes (24 h)", execute, MINUTES_SQL)
     print(f"  {n:,} minute buckets")
     execute("ANALYZE queues_queueminute")
+    execute("TRUNCATE queues_handlerhour")
+    n = timed("handler hours (72 h)", execute, HANDLER_HOURS_SQL)
+    print(f"  {n:,} handler-hour buckets")
+    execute("ANALYZE queues_handlerhour")
+
+
+def load_schedules(count: int = 50, runs: int = 20) -> None:
+    """``count`` cron schedules (made by the service, with their beat rows), each with its
+    last ``runs`` runs pointing at finished jobs: the schedule list's sparklines."""
+    # Models load only after django.setup().
+    from scheduling.models import ScheduledJob
+    from scheduling.services import create_schedule
+
+    ScheduledJob.objects.filter(name__startswith="bench-").delete()
+    zones = ["UTC", "Asia/Shanghai", "Europe/Berlin", "America/New_York"]
+    for i in range(count):
+        create_schedule(
+            name=f"bench-{i:03d}",
+            handler="platform.echo",
+            cron=f"*/{5 + i % 10} * * * *",
+            timezone_name=zones[i % len(zones)],
+        )
+    n = execute(
+        """
+        INSERT INTO scheduling_schedulerun (schedule_id, due_at, fired_at, trigger, job_id, error)
+        SELECT s.id, t, t, 'scheduled', j.id, ''
+        FROM scheduling_scheduledjob s
+        CROSS JOIN generate_series(1, %s) AS k
+        CROSS JOIN LATERAL (SELECT date_trunc('minute', now()) - k * interval '5 minutes') AS d(t)
+        CROSS JOIN LATERAL (
+            SELECT id FROM queues_job
+            WHERE status IN ('completed', 'failed') AND s.id > 0
+            OFFSET (s.id * 31 + k * 7) %% 500 LIMIT 1
+        ) AS j
+        WHERE s.name LIKE 'bench-%%'
+        """,
+        [runs],
+    )
+    print(f"  {count} schedules, {n:,} runs")
 
 
 def time_refresh_snapshots() -> None:
@@ -197,7 +250,9 @@ def pages() -> list[tuple[str, str]]:
 
     email = Queue.objects.get(name="email").pk
     failed_id = Job.objects.filter(status="failed").values_list("pk", flat=True)[0]
+    prefix = str(failed_id)[:8]
     return [
+        ("admin index", "/admin/"),
         ("dashboard", "/admin/queues/dashboard/"),
         ("dashboard JSON", "/admin/queues/dashboard/data/"),
         ("jobs: all", "/admin/queues/job/"),
@@ -205,8 +260,23 @@ def pages() -> list[tuple[str, str]]:
         ("jobs: queue=email", f"/admin/queues/job/?queue__id__exact={email}"),
         ("jobs: payload search", "/admin/queues/job/?q=to:user123457@example.com"),
         ("jobs: handler=platform.echo", "/admin/queues/job/?name=platform.echo"),
+        ("jobs: q=status:failed queue:email", "/admin/queues/job/?q=status:failed+queue:email"),
+        ("jobs: q=handler:platform.fail", "/admin/queues/job/?q=handler:platform.fail"),
+        ("jobs: q=error:job 4242", "/admin/queues/job/?q=error:%22job+4242%22"),
+        ("jobs: q=id:<prefix>", f"/admin/queues/job/?q=id:{prefix}"),
+        ("jobs: q=i:123457", "/admin/queues/job/?q=i:123457"),
         ("job detail (failed)", f"/admin/queues/job/{failed_id}/change/"),
+        ("job live JSON", f"/admin/queues/job/{failed_id}/live/"),
+        ("new job form", "/admin/queues/job/add/"),
         ("queues", "/admin/queues/queue/"),
+        ("handler metrics 72 h", "/admin/queues/dashboard/handlers/?window=72h"),
+        ("schedules", "/admin/scheduling/scheduledjob/"),
+        ("schedule form", "/admin/scheduling/scheduledjob/add/"),
+        (
+            "schedule preview JSON",
+            "/admin/scheduling/scheduledjob/preview/?kind=cron&cron=*/5+9-17+*+*+1-5"
+            "&timezone=Asia/Shanghai&viewer_tz=UTC",
+        ),
     ]
 
 
@@ -256,6 +326,7 @@ def main() -> None:
 
     setup_django()
     load(args.rows, args.reuse, args.shuffled)
+    load_schedules()
     time_refresh_snapshots()
     client = make_client()
     results = []
