@@ -9,8 +9,8 @@ bucket that overlaps the last N hours, so it may reach up to an hour further bac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import add
 from datetime import datetime, timedelta
+from operator import add
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from queues.audit import Actor
 from scheduling import services
 from scheduling.calendar import cron_expression, zone_name
 from scheduling.models import ScheduledJob
@@ -19,13 +20,17 @@ TIMING_FIELDS = {*KIND_FIELDS, "crontab", "interval", "clocked", "start_at", "en
 
 
 def update_schedule(
-    *, schedule: ScheduledJob, changes: dict[str, Any], now: datetime | None = None
+    *,
+    schedule: ScheduledJob,
+    changes: dict[str, Any],
+    by: Actor,
+    now: datetime | None = None,
 ) -> ScheduledJob:
     """Apply ``changes`` (model fields, ``status`` and the schedule itself: ``cron`` /
     ``timezone_name``, ``every`` / ``period`` or ``run_at``, or the admin's ``crontab`` /
     ``interval`` / ``clocked`` rows). Everything is validated
     before the transaction commits: a refused change raises ``ScheduleError`` and leaves
-    the schedule as it was."""
+    the schedule as it was. A status change is audited as made ``by``."""
     now = now or timezone.now()
     changes = dict(changes)
     status = changes.pop("status", None)
@@ -47,7 +52,7 @@ def update_schedule(
         written = set(changes) | ({"crontab", "interval", "clocked"} if kind else set())
         schedule.save(update_fields=[*sorted(written), "updated_at"])
         if status is not None and status != schedule.status:
-            schedule = services.set_status(schedule, status, now=now)
+            schedule = services.set_status(schedule, status, by=by, now=now)
         if TIMING_FIELDS & (set(kind) | set(changes)):
             services.reschedule(schedule, now=now)
     return schedule

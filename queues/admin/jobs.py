@@ -1,31 +1,19 @@
-"""Jobs in the admin: search by id or payload, bulk actions over everything matching."""
+"""Jobs in the admin: search by id or payload, bulk actions over everything matching, and
+a job's page (its own views, the new-job form among them, are in job_views.py)."""
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.db.models.functions import Left
-from django.http import (
-    FileResponse,
-    Http404,
-    HttpResponseNotAllowed,
-    HttpResponseRedirect,
-    JsonResponse,
-)
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import path, re_path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from queues import services
 from queues.admin.common import (
-    STATUS_COLORS,
     CappedPaginator,
     human_duration,
     human_time,
@@ -33,79 +21,24 @@ from queues.admin.common import (
     progress_bar,
     report_done,
     status_badge,
-    status_label,
 )
-from queues.admin.forms import EnqueueForm, JobEditForm
+from queues.admin.job_views import (
+    JOB_BUTTONS,
+    enqueue_view,
+    export_file,
+    job_action,
+    job_page_context,
+    live_state,
+)
 from queues.admin.timeline import LOG_LIMIT, build_timeline, running_attempt
-from queues.exceptions import EnqueueError, InvalidJobState, JobNotFound
-from queues.exports import export_path
 from queues.extensions import job_details
-from queues.models import FINAL_STATUSES, UNFINISHED_STATUSES, Job, JobAttempt, JobLog, JobStatus
-from queues.registry import get_handler, handler_names
+from queues.models import FINAL_STATUSES, Job, JobAttempt, JobLog, JobStatus
+from queues.registry import handler_names
 from queues.search import SEARCH_HELP, SearchError, search_jobs
-from queues.selectors import get_job, job_dependants, job_dependencies
-from queues.services.jobs import CANCELLABLE, RETRYABLE
-
-
-def handler_docs() -> dict[str, dict]:
-    """Each registered handler's example payload and schema, for the new-job form."""
-    docs = {}
-    for name in handler_names():
-        handler = get_handler(name)
-        docs[name] = {"example": handler.example, "schema": handler.schema}
-    return docs
-
-
-def _doc_texts(doc: dict) -> dict:
-    def text(value):
-        return json.dumps(value, indent=2, ensure_ascii=False)
-
-    return {
-        "example": doc.get("example"),
-        "example_json": text(doc.get("example")),
-        "schema": doc.get("schema"),
-        "schema_json": text(doc.get("schema")),
-    }
-
+from queues.selectors import job_dependants, job_dependencies
 
 # How much of a job's error the list reads, for its first line.
 ERROR_HEAD = 200
-
-# The buttons of a job's page: action -> (the permission it needs, its label). Each POSTs
-# to /admin/queues/job/<id>/<action>/ (edit shows its form first).
-JOB_BUTTONS = {
-    "retry": ("queues.retry_job", _("Retry")),
-    "cancel": ("queues.cancel_job", _("Cancel")),
-    "promote": ("queues.promote_job", _("Run now")),
-    "duplicate": ("queues.add_job", _("Duplicate")),
-    "edit": ("queues.edit_job", _("Edit and retry")),
-}
-
-
-def job_buttons(job: Job, user) -> list[dict]:
-    """The actions this job's state allows and ``user`` holds the permission for."""
-    allowed = {
-        "retry": job.status in RETRYABLE and not job.worker,
-        "cancel": job.status in CANCELLABLE,
-        "promote": job.status == JobStatus.DELAYED,
-        "duplicate": True,
-        "edit": services.can_edit(job),
-    }
-    buttons = []
-    for action, (perm, label) in JOB_BUTTONS.items():
-        if not (allowed[action] and user.has_perm(perm)):
-            continue
-        if action == "edit" and job.status not in RETRYABLE:
-            label = _("Edit")
-        buttons.append(
-            {
-                "action": action,
-                "label": label,
-                "url": reverse("admin:queues_job_action", args=[job.pk, action]),
-                "form": action == "edit",  # a GET to its form, not a POST
-            }
-        )
-    return buttons
 
 
 def _time_display(name: str):
@@ -230,41 +163,7 @@ class JobAdmin(admin.ModelAdmin):
         return request.user.has_perm("queues.add_job")
 
     def add_view(self, request, form_url="", extra_context=None):
-        """Enqueue a job by hand: a registered handler, its payload (checked against the
-        handler's schema), and enqueue's options; audited as ``enqueue``."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        docs = handler_docs()
-        chosen = request.GET.get("name")
-        chosen = chosen if chosen in docs else next(iter(docs), None)
-        # The chosen handler's example fills the payload (the page's script swaps it for
-        # another handler's example until the user types their own).
-        example = (docs.get(chosen) or {}).get("example")
-        initial = {"name": chosen, "payload": example}
-        form = EnqueueForm(request.POST if request.method == "POST" else None, initial=initial)
-        if request.method != "POST" and example is not None:
-            form.fields["payload"].widget.attrs["data-from-example"] = "1"
-        if request.method == "POST" and form.is_valid():
-            name, payload, options = form.enqueue_arguments()
-            try:
-                job = services.enqueue(name, payload, by=request.user, **options)
-            except EnqueueError as exc:
-                form.add_error(None, str(exc))
-            else:
-                self.message_user(
-                    request, gettext("Job %(id)s was enqueued.") % {"id": job.pk}, messages.SUCCESS
-                )
-                return HttpResponseRedirect(reverse("admin:queues_job_change", args=[job.pk]))
-        chosen = form["name"].value() or chosen
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "form": form,
-            "title": gettext("Enqueue a job"),
-            "handler_docs": docs,
-            "handler_doc": _doc_texts(docs.get(chosen) or {}),
-        }
-        return TemplateResponse(request, "admin/queues/job/enqueue.html", context)
+        return enqueue_view(request, self)
 
     def has_change_permission(self, request, obj=None):
         return False  # jobs change through actions only
@@ -392,6 +291,15 @@ class JobAdmin(admin.ModelAdmin):
             '<a href="{}">{} {}</a>', url, gettext("Download"), (job.result or {}).get("file")
         )
 
+    @admin.display(description=_("related"))
+    def related(self, job):
+        # Rows other apps register (scheduling: "created by schedule").
+        rows = [(label, render(job)) for label, render in job_details]
+        rows = [(label, html) for label, html in rows if html]
+        if not rows:
+            return "-"
+        return format_html_join("", "<div>{}: {}</div>", rows)
+
     def get_urls(self):
         return [
             re_path(
@@ -418,124 +326,18 @@ class JobAdmin(admin.ModelAdmin):
         # does not exist.
         job = self.get_object(request, object_id)
         if job is not None:
-            extra_context["job_buttons"] = job_buttons(job, request.user)
-            extra_context["job_live"] = {
-                "url": reverse("admin:queues_job_live", args=[job.pk]),
-                "status": job.status,
-                "attempts_made": job.attempts_made,
-                "poll": job.status in UNFINISHED_STATUSES,
-            }
+            extra_context.update(job_page_context(job, request.user))
         return super().change_view(request, object_id, form_url, extra_context)
 
+    # The views are in job_views.py; these hand them this admin (its permissions, messages).
     def live_view(self, request, pk):
-        """A job's state as JSON, which job.js polls while the job's page is open and the
-        job unfinished: one query."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        row = (
-            Job.objects.filter(pk=pk)
-            .values("status", "progress", "attempts_made", "worker", "started_at", "finished_at")
-            .first()
-        )
-        if row is None:
-            raise Http404(gettext("no job has id %(id)s") % {"id": repr(str(pk))})
-        status = row["status"]
-        return JsonResponse(
-            {
-                **row,
-                "status_label": status_label(status),
-                "status_color": STATUS_COLORS.get(status, "#777"),
-                "final": status in FINAL_STATUSES,
-                "now": timezone.now(),
-            }
-        )  # admin_view makes it no-store
+        return live_state(request, self, pk)
 
     def job_action_view(self, request, pk, action):
-        """One button of a job's page: POST runs it through its audited service (edit:
-        GET shows the form), then back to the job's page with what happened."""
-        if action not in JOB_BUTTONS:
-            raise Http404(gettext("no such job action: %(action)s") % {"action": action})
-        if not request.user.has_perm(JOB_BUTTONS[action][0]):
-            raise PermissionDenied
-        try:
-            job = get_job(pk)
-        except JobNotFound as exc:
-            raise Http404(str(exc)) from None
-        if action == "edit":
-            return self._edit_view(request, job)
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        page = reverse("admin:queues_job_change", args=[job.pk])
-        try:
-            if action == "retry":
-                services.retry_job(job.pk, by=request.user)
-                done = gettext("The job was sent back to its queue.")
-            elif action == "cancel":
-                services.cancel_job(job.pk, by=request.user)
-                done = gettext("The job was cancelled.")
-            elif action == "promote":
-                services.promote_job(job.pk, by=request.user)
-                done = gettext("The job will run now.")
-            else:
-                copy = services.duplicate_job(job.pk, by=request.user)
-                page = reverse("admin:queues_job_change", args=[copy.pk])
-                done = gettext("This is a copy of job %(id)s, enqueued.") % {"id": job.pk}
-        except (InvalidJobState, EnqueueError) as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        else:
-            self.message_user(request, done, messages.SUCCESS)
-        return HttpResponseRedirect(page)
-
-    def _edit_view(self, request, job):
-        page = reverse("admin:queues_job_change", args=[job.pk])
-        if not services.can_edit(job):
-            self.message_user(
-                request,
-                gettext("Only waiting, delayed, failed or cancelled jobs can be edited."),
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(page)
-        form = JobEditForm(request.POST if request.method == "POST" else None, job=job)
-        if request.method == "POST" and form.is_valid():
-            try:
-                services.edit_job(job.pk, **form.changes(), by=request.user)
-            except EnqueueError as exc:
-                form.add_error(None, str(exc))
-            except InvalidJobState as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return HttpResponseRedirect(page)
-            else:
-                self.message_user(request, gettext("The job was changed."), messages.SUCCESS)
-                return HttpResponseRedirect(page)
-        retry = job.status in RETRYABLE
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "job": job,
-            "form": form,
-            "retry": retry,
-            "title": gettext("Edit and retry job %(id)s") % {"id": job.pk}
-            if retry
-            else gettext("Edit job %(id)s") % {"id": job.pk},
-        }
-        return TemplateResponse(request, "admin/queues/job/edit.html", context)
+        return job_action(request, self, pk, action)
 
     def export_view(self, request, pk):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        file = export_path(pk)
-        if not file.is_file():
-            raise Http404(gettext("no export file for this job"))
-        return FileResponse(file.open("rb"), as_attachment=True, filename=f"export-{pk}.csv")
-
-    @admin.display(description=_("related"))
-    def related(self, job):
-        # Rows other apps register (scheduling: "created by schedule").
-        rows = [(label, render(job)) for label, render in job_details]
-        rows = [(label, html) for label, html in rows if html]
-        if not rows:
-            return "-"
-        return format_html_join("", "<div>{}: {}</div>", rows)
+        return export_file(request, self, pk)
 
     # --- actions (each over everything selected, "select all" included) ----------------
 

@@ -83,7 +83,7 @@ class ScheduleDetail(ByMethod, APIView):
         schedule = _schedule(pk)
         data = s.ScheduleUpdateInput(schedule, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        update_schedule(schedule=schedule, changes=data.validated_data)
+        update_schedule(schedule=schedule, changes=data.validated_data, by=request.user)
         return Response(s.ScheduleDetailOut(_schedule(pk)).data)
 
     @extend_schema(responses={204: OpenApiResponse(description=_("Deleted"))})
@@ -101,7 +101,7 @@ class ScheduleRunNow(ByMethod, APIView):
         summary=_("Enqueue the job now; the next regular run does not move"),
     )
     def post(self, request, pk: int):
-        run = services.run_now(_schedule(pk))
+        run = services.run_now(_schedule(pk), by=request.user)
         return Response(s.ScheduleRunOut(run).data, status.HTTP_201_CREATED)
 
 

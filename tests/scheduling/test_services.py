@@ -290,6 +290,50 @@ def test_run_now_and_status_changes_are_audited_with_who_asked():
     assert AuditLog.objects.get(action="run_schedules").user == user
 
 
+def test_the_api_and_the_admin_edit_form_audit_who_asked(admin_client, admin_user):
+    # The edges pass their user on: the API's run-now and status change, and a status
+    # changed through the admin's edit form (scheduling/changes.py update_schedule).
+    from rest_framework.test import APIClient
+
+    from queues.models import AuditLog
+
+    schedule = services.create_schedule(
+        name="nightly", handler="platform.echo", cron="0 2 * * *", timezone_name="UTC"
+    )
+    api = APIClient()
+    api.force_authenticate(admin_user)
+    url = f"/api/v1/schedules/{schedule.pk}/"
+    assert api.post(f"{url}run/").status_code == 201
+    assert api.patch(url, {"status": "paused"}, format="json").status_code == 200
+    form = {
+        "name": "nightly",
+        "status": str(ScheduleStatus.ENABLED),
+        "handler": "platform.echo",
+        "payload": "{}",
+        "kind": "cron",
+        "cron": "0 2 * * *",
+        "timezone": "UTC",
+        "misfire_policy": schedule.misfire_policy,
+        "max_catch_up": str(schedule.max_catch_up),
+        # The run-history inline (prefix "runs") is part of the change form.
+        "runs-TOTAL_FORMS": "0",
+        "runs-INITIAL_FORMS": "0",
+        "runs-MIN_NUM_FORMS": "0",
+        "runs-MAX_NUM_FORMS": "0",
+    }
+    response = admin_client.post(f"/admin/scheduling/scheduledjob/{schedule.pk}/change/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ScheduledJob.objects.get().status == ScheduleStatus.ENABLED
+    assert list(
+        AuditLog.objects.order_by("id").values_list("action", "target", "count", "username")
+    ) == [
+        ("run_schedules", "nightly", 1, "admin"),
+        ("pause_schedules", "nightly", 1, "admin"),
+        ("enable_schedules", "nightly", 1, "admin"),
+    ]
+    assert {row.user for row in AuditLog.objects.all()} == {admin_user}
+
+
 def test_a_refused_status_writes_no_audit_row():
     from queues.models import AuditLog
 
