@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 from django.utils.dates import MONTHS, WEEKDAYS
-from django.utils.translation import gettext, gettext_lazy, ngettext
+from django.utils.translation import get_language, gettext, gettext_lazy, ngettext
 
 SUB_MINUTE_HINT = gettext_lazy(
     "cron schedules have minute resolution: for periods under a minute use an interval "
@@ -136,6 +136,13 @@ class _Unsupported(Exception):
 def describe(expression: str) -> str:
     """The cron expression in plain language, in the active language ("At 09:00, Monday
     through Friday"); an expression that does not parse is returned as it is."""
+    # A schedule list describes the same few expressions on every view: remembered per
+    # expression and language.
+    return _describe(expression, get_language())
+
+
+@lru_cache(maxsize=1024)
+def _describe(expression: str, language: str | None) -> str:
     try:
         normalized = parse_cron(expression)
     except ScheduleError:

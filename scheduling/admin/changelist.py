@@ -4,7 +4,8 @@ Run now / Pause / Resume buttons, and the domains."""
 from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -40,24 +41,26 @@ def sparkline(runs: list[ScheduleRun]):
         return format_html('<span class="jp-muted">{}</span>', gettext("no runs yet"))
     ordered = sorted(runs, key=lambda r: r.due_at)
     outcomes = [run_outcome(r) for r in ordered]
-    boxes = format_html_join(
-        "",
-        '<span class="jp-spark-run" data-outcome="{}" style="background:{}" title="{}"></span>',
-        (
-            (
-                outcome,
-                RUN_COLORS.get(outcome, "#777"),
-                f"{timezone.localtime(run.due_at):%Y-%m-%d %H:%M:%S} · {outcome_label(outcome)}",
-            )
-            for run, outcome in zip(ordered, outcomes, strict=True)
-        ),
+    # Plain strings, escaped once: 20 boxes on each of a page's rows through format_html
+    # cost more than the page's queries.
+    labels = {o: escape(outcome_label(o)) for o in set(outcomes)}
+    zone = timezone.get_current_timezone()
+    boxes = "".join(
+        f'<span class="jp-spark-run" data-outcome="{escape(outcome)}" '
+        f'style="background:{RUN_COLORS.get(outcome, "#777")}" '
+        f'title="{run.due_at.astimezone(zone):%Y-%m-%d %H:%M:%S} · {labels[outcome]}"></span>'
+        for run, outcome in zip(ordered, outcomes, strict=True)
     )
     label = ngettext(
         "Last %(count)d run, latest: %(outcome)s",
         "Last %(count)d runs, latest: %(outcome)s",
         len(ordered),
     ) % {"count": len(ordered), "outcome": outcome_label(outcomes[-1])}
-    return format_html('<span class="jp-spark" role="img" aria-label="{}">{}</span>', label, boxes)
+    return format_html(
+        '<span class="jp-spark" role="img" aria-label="{}">{}</span>',
+        label,
+        mark_safe(boxes),  # noqa: S308
+    )
 
 
 def outcome_label(outcome: str) -> str:
