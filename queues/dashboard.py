@@ -8,6 +8,7 @@ Everything comes from ``QueueSnapshot`` (counts refreshed by the maintenance loo
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -20,12 +21,17 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
+from queues.admin.common import human_time
 from queues.extensions import panels
 from queues.metrics import DURATION_BINS_MS, percentile_from_histogram
 from queues.models import JobStatus, Queue, QueueMinute, Worker
 from queues.selectors import bucket_rates, is_live, live_workers, queues_without_worker
+
+# A panel cell that is a time as JSON writes one: 2026-12-05T02:00:00+00:00.
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 def dashboard_data(now: datetime | None = None) -> dict:
@@ -209,12 +215,35 @@ def dashboard_data_view(request):
     return JsonResponse(_page_data(request))
 
 
+def shown_panels(panels: list[dict], now: datetime) -> list[dict]:
+    """The panels as the page shows them: a cell holding a time (a datetime, or the ISO
+    text a panel's JSON carries) reads "in 3 hours", the exact time in its tooltip; any
+    other cell is shown as it is."""
+    return [
+        {**panel, "rows": [[_shown_cell(cell, now) for cell in row] for row in panel["rows"]]}
+        for panel in panels
+    ]
+
+
+def _shown_cell(cell, now: datetime):
+    if isinstance(cell, str) and ISO_DATETIME.match(cell):
+        try:
+            cell = parse_datetime(cell) or cell
+        except ValueError:  # shaped like a time, but not one
+            return cell
+    if isinstance(cell, datetime):
+        return human_time(cell, now)
+    return cell
+
+
 @staff_member_required
 def dashboard_view(request):
+    data = _page_data(request)
     context = {
         **admin.site.each_context(request),
         "title": _("Job platform dashboard"),
-        "data": _page_data(request),
+        "data": data,
+        "panels": shown_panels(data["panels"], parse_datetime(data["now"])),
         "queues_url": reverse("admin:queues_queue_changelist"),
     }
     return render(request, "admin/queues/dashboard.html", context)

@@ -40,13 +40,17 @@ class JsonField(forms.CharField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+# Labels are capitalised here, as the admin shows a model field's verbose name: a plain
+# form's label is shown as it is written.
+
+
 class JobEditForm(forms.Form):
     """A job's payload, queue, priority and delay, before it runs (again)."""
 
-    payload = JsonField(label=_("payload"), required=False)
-    queue = forms.ChoiceField(label=_("queue"))
+    payload = JsonField(label=_("Payload"), required=False)
+    queue = forms.ChoiceField(label=_("Queue"))
     priority = forms.IntegerField(
-        label=_("priority"),
+        label=_("Priority"),
         min_value=MIN_PRIORITY,
         max_value=MAX_PRIORITY,
         help_text=format_lazy(
@@ -54,7 +58,7 @@ class JobEditForm(forms.Form):
         ),
     )
     delay = forms.FloatField(
-        label=_("delay (seconds)"),
+        label=_("Delay (seconds)"),
         required=False,
         min_value=0,
         help_text=_("Blank keeps the job's timing; 0 runs it as soon as a worker is free."),
@@ -84,13 +88,13 @@ class EnqueueForm(forms.Form):
     """A new job from the admin: a registered handler, its payload and the options of
     ``enqueue``; blank options take the handler's defaults, then the queue's."""
 
-    name = forms.ChoiceField(label=_("handler"))
-    payload = JsonField(label=_("payload"), required=False)
+    name = forms.ChoiceField(label=_("Handler"))
+    payload = JsonField(label=_("Payload"), required=False)
     queue = forms.ChoiceField(
-        label=_("queue"), required=False, help_text=_("Blank: the handler's queue.")
+        label=_("Queue"), required=False, help_text=_("Blank: the handler's queue.")
     )
     priority = forms.IntegerField(
-        label=_("priority"),
+        label=_("Priority"),
         required=False,
         min_value=MIN_PRIORITY,
         max_value=MAX_PRIORITY,
@@ -101,14 +105,14 @@ class EnqueueForm(forms.Form):
         ),
     )
     delay = forms.FloatField(
-        label=_("delay (seconds)"),
+        label=_("Delay (seconds)"),
         required=False,
         min_value=0,
         help_text=_("Blank or 0: as soon as a worker is free."),
     )
-    attempts = forms.IntegerField(label=_("attempts"), required=False, min_value=1, max_value=1000)
+    attempts = forms.IntegerField(label=_("Attempts"), required=False, min_value=1, max_value=1000)
     backoff = JsonField(
-        label=_("backoff"),
+        label=_("Backoff"),
         required=False,
         help_text=_('e.g. {"type": "exponential", "delay": 1000} (milliseconds).'),
     )

@@ -63,11 +63,13 @@ DJANGO_MARKUP = {
 PAGES = [
     ConsolePage("index", "/admin/", "#jp-summary"),
     ConsolePage("dashboard", "/admin/queues/dashboard/", "#jp-minute-chart rect"),
+    ConsolePage("handlers", "/admin/queues/dashboard/handlers/", "#jp-handlers"),
     ConsolePage("jobs", "/admin/queues/job/", "#result_list tbody tr"),
     ConsolePage("job-failed", "/admin/queues/job/{failed}/change/", ".field-traceback_text"),
     ConsolePage("job-add", "/admin/queues/job/add/", "#jp-enqueue"),
     ConsolePage("schedules", "/admin/scheduling/scheduledjob/", "#result_list tbody tr"),
     ConsolePage("schedule-add", "/admin/scheduling/scheduledjob/add/", "#scheduledjob_form"),
+    ConsolePage("schedule", "/admin/scheduling/scheduledjob/{schedule}/change/", "#content-main"),
     ConsolePage("queues", "/admin/queues/queue/", "#result_list tbody tr"),
 ]
 
@@ -115,13 +117,13 @@ def make_console_data() -> dict[str, str]:
         jobs_done=7,
         last_activity=now,
     )
-    schedules.create_schedule(
+    schedule = schedules.create_schedule(
         name="nightly-report", handler="platform.echo", cron="0 2 * * *", queue="email"
     )
     refresh_snapshots()
     failed = Job.objects.filter(status=JobStatus.FAILED, queue__name="report-generation").get()
     assert failed.attempts.count() == 3
-    return {"failed": str(failed.pk)}
+    return {"failed": str(failed.pk), "schedule": str(schedule.pk)}
 
 
 def overflowing(page) -> list[str]:
@@ -149,6 +151,45 @@ def overflowing(page) -> list[str]:
                 .map((el) => `${name(el.parentElement)} > ${name(el)} `
                     + `(right edge at ${Math.round(el.getBoundingClientRect().right)} px)`);
         }"""
+    )
+
+
+def cut_placeholders(page) -> list[str]:
+    """Empty inputs whose placeholder is wider than the box shows ("no limi"), the
+    closed ``<details>`` opened first so that their fields are measured too."""
+    return page.evaluate(
+        """() => {
+            document.querySelectorAll('details:not([open])').forEach((d) => { d.open = true; });
+            const canvas = document.createElement('canvas').getContext('2d');
+            return [...document.querySelectorAll('input[placeholder]')]
+                .filter((input) => !input.value && input.getClientRects().length)
+                .filter((input) => {
+                    const style = getComputedStyle(input);
+                    canvas.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} `
+                        + style.fontFamily;
+                    const room = input.clientWidth - parseFloat(style.paddingLeft)
+                        - parseFloat(style.paddingRight);
+                    return canvas.measureText(input.placeholder).width > room + 0.5;
+                })
+                .map((input) => `input[name=${input.name}] "${input.placeholder}"`);
+        }"""
+    )
+
+
+# A string of each JavaScript catalog, translated in Chinese: Django's admin's and the
+# console's. A catalog loaded after the admin's jquery.init.js (which replaces
+# window.django) leaves gettext() with its strings only, the other's in English.
+JS_CATALOG_PROBES = [("/admin/jsi18n/", "Today"), ("/admin/jp-jsi18n/", "just now")]
+
+
+def untranslated_js_catalogs(page) -> list[str]:
+    """The JavaScript catalogs the page loads whose strings gettext() does not translate."""
+    return page.evaluate(
+        """(probes) => probes
+            .filter(([src]) => document.querySelector(`script[src*="${src}"]`))
+            .filter(([, msgid]) => typeof gettext !== 'function' || gettext(msgid) === msgid)
+            .map(([src, msgid]) => `${src}: gettext("${msgid}") stays English`)""",
+        JS_CATALOG_PROBES,
     )
 
 
@@ -193,6 +234,9 @@ def test_console_page_views(console_page, axe, signed_in, console_context, artif
             )
             problems = serious_violations(violations)
             problems += [f"wider than the window: {element}" for element in overflowing(page)]
+            if lang != "en":
+                problems += untranslated_js_catalogs(page)
+            problems += [f"placeholder cut: {field}" for field in cut_placeholders(page)]
             if problems:
                 pytest.fail(
                     f"{console_page.name} ({url}) {view.id}: {len(problems)} problem(s):\n  "

@@ -7,16 +7,22 @@ one audit row (who, what, before and after); a refused or invalid one changes no
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ValidationError
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from devices.models import OperationKind
 from queues import doorbell, enqueue_many, services
+from queues.admin.common import ACTION_LABELS, action_label
+from queues.dashboard import shown_panels
 from queues.engine.claim import claim_jobs
 from queues.models import AuditLog, Job, JobStatus, Queue, QueueSnapshot
+from scheduling.services import STATUS_AUDIT_ACTIONS
 
 pytestmark = pytest.mark.django_db
 
@@ -428,6 +434,24 @@ def test_the_dashboard_shows_utilisation_and_the_controls_by_permission():
     assert "jp-steer-form" not in page
 
 
+def test_the_dashboard_panels_show_times_as_a_person_reads_them():
+    now = datetime(2026, 12, 4, 20, 0, tzinfo=UTC)
+    due = "2026-12-05T02:00:00+00:00"  # a panel's time as its JSON carries it
+    panel = {
+        "title": "Schedules due next",
+        "columns": ["schedule", "next run", "soon"],
+        "rows": [["nightly", due, now + timedelta(minutes=5)], ["2026-13-45T99:00", 7, "x"]],
+    }
+    with translation.override("en"):
+        (shown,) = shown_panels([panel], now)
+    (name, next_run, soon), other = shown["rows"]
+    assert name == "nightly"
+    assert f'<time datetime="{due}"' in next_run and next_run.endswith(">in 6\xa0hours</time>")
+    assert soon.endswith(">in 5\xa0minutes</time>")
+    assert other == ["2026-13-45T99:00", 7, "x"]  # shaped like a time, but not one
+    assert panel["rows"][0][1] == due  # the page's JSON keeps the data
+
+
 # --- query counts --------------------------------------------------------------------------
 
 
@@ -459,3 +483,33 @@ def test_the_pages_run_a_fixed_number_of_queries(
     more_queues(3, 40)
     with django_assert_num_queries(queries):
         assert client.get(page).status_code == 200
+
+
+# --- what the audit rows are called ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def written_audit_actions() -> set[str]:
+    """Every action code the services write: the ``action="..."`` literals (passed to
+    audit.record() or on to it) and audited()'s, schedule status changes, and devices'
+    device_<kind>."""
+    codes: set[str] = set()
+    for source in [*ROOT.glob("queues/services/*.py"), ROOT / "scheduling/services.py"]:
+        text = source.read_text()
+        codes |= set(re.findall(r'\baction="(\w+)"', text))
+        codes |= set(re.findall(r'audited\(\s*"(\w+)"', text))
+    codes |= set(STATUS_AUDIT_ACTIONS.values())
+    assert 'action=f"device_{kind}"' in (ROOT / "devices/services.py").read_text()
+    return codes | {f"device_{kind}" for kind in OperationKind.values}
+
+
+def test_every_audited_action_has_a_translatable_label():
+    codes = written_audit_actions()
+    assert {"set_queue_limits", "pause_queues", "enqueue", "run_schedules"} <= codes
+    assert sorted(codes - set(ACTION_LABELS)) == []
+
+
+def test_a_limits_change_is_reported_by_its_label(steering):
+    steering.post(url("limits"), {"concurrency": "3"}, **JSON)
+    assert action_label(AuditLog.objects.get().action) == "Set queue limits"

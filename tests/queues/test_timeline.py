@@ -86,6 +86,16 @@ def test_the_waits_between_attempts_are_gaps_on_the_axis():
     assert second.label == "waited 2.5 s"
 
 
+def test_a_wait_is_one_translatable_sentence(monkeypatch):
+    # The whole sentence goes to the catalog, with the duration as a placeholder: a
+    # language puts the words around it where it needs them.
+    catalog = {"waited %(duration)s": "等待 %(duration)s", "%(n).1f s": "%(n).1f 秒"}
+    monkeypatch.setattr(timeline, "_", lambda text: catalog.get(text, text))
+    monkeypatch.setattr("queues.admin.common._", lambda text: catalog.get(text, text))
+    first, _second = build_timeline(three_attempts()).gaps
+    assert first.label == "等待 1.6 秒"
+
+
 def test_overlapping_attempts_have_no_gap_and_a_wait_counts_from_the_latest_end():
     # Attempt 2 was discarded late: it ran past the start of attempt 3.
     rows = [attempt(1, 0, 100), attempt(2, 200, 1000), attempt(3, 500, 100), attempt(4, 1500, 100)]

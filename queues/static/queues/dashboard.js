@@ -34,15 +34,23 @@
     return node;
   }
 
+  // The chart in the svg's own pixels (its viewBox is its size on the page), so the axis
+  // text keeps its size at any width; the time labels are spaced to fit.
+  const MIN_LABEL_GAP = 44; // px between two time labels ("18:27")
+
   function drawBars(svg, series, labelEvery) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const width = 600, height = 160, bottom = 14;
+    const width = Math.max(Math.round(svg.getBoundingClientRect().width) || 600, 120);
+    const height = 160, bottom = 16, top = 14;
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     const max = Math.max(1, ...series.map((p) => p[1] + p[2]));
     const step = width / series.length;
+    let every = labelEvery;
+    while (every * step < MIN_LABEL_GAP && every < series.length) every += labelEvery;
     series.forEach((point, i) => {
       const [at, ok, bad] = point;
-      const okH = ((height - bottom) * ok) / max;
-      const badH = ((height - bottom) * bad) / max;
+      const okH = ((height - bottom - top) * ok) / max;
+      const badH = ((height - bottom - top) * bad) / max;
       const x = i * step + 1;
       const w = Math.max(step - 2, 1);
       const title = fmt(_("%(at)s: %(ok)s completed, %(bad)s failed"), { at: new Date(at).toLocaleString(lang), ok, bad }, true);
@@ -52,14 +60,14 @@
       const badRect = el("rect", { x, y: height - bottom - okH - badH, width: w, height: badH, class: "bad" });
       badRect.appendChild(el("title", {})).textContent = title;
       svg.appendChild(badRect);
-      if (i % labelEvery === 0) {
+      if (i % every === 0) {
         const d = new Date(at);
-        const label = el("text", { x, y: height - 2 });
+        const label = el("text", { x: x + 2, y: height - 4 });
         label.textContent = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
         svg.appendChild(label);
       }
     });
-    const maxLabel = el("text", { x: 2, y: 10 });
+    const maxLabel = el("text", { x: 4, y: 11 });
     maxLabel.textContent = fmt(_("max %(n)s"), { n: max }, true);
     svg.appendChild(maxLabel);
   }
@@ -136,9 +144,13 @@
     }
   }
 
-  function render(data, opts) {
+  function drawCharts(data) {
     drawBars(document.getElementById("jp-minute-chart"), data.per_minute, 10);
     drawBars(document.getElementById("jp-hour-chart"), data.per_hour, 4);
+  }
+
+  function render(data, opts) {
+    drawCharts(data);
     renderQueues(document.querySelector("#jp-queues tbody"), data.queues, data.can || {}, opts);
     renderWorkers(document.querySelector("#jp-workers tbody"), data.workers, data.now);
     const age = document.getElementById("jp-snapshot-age");
@@ -163,6 +175,12 @@
       }
     }
     setInterval(refresh, 5000);
+    // A new width (a turned phone, a resized window): the charts are drawn again to fit.
+    let resizing = null;
+    window.addEventListener("resize", () => {
+      window.cancelAnimationFrame(resizing);
+      resizing = window.requestAnimationFrame(() => drawCharts(data));
+    });
     // A queue just steered from this page: its row shows the new state at once, and the
     // next refresh comes now.
     document.addEventListener("jp:queue-steered", (event) => {
