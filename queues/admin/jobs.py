@@ -3,12 +3,16 @@ a job's page (its own views, the new-job form among them, are in job_views.py)."
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import admin, messages
 from django.db.models import Prefetch
 from django.db.models.functions import Left
 from django.template.loader import render_to_string
 from django.urls import path, re_path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.functional import lazy
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -53,6 +57,18 @@ def _time_display(name: str):
     return show
 
 
+# The search help with its examples as code (they are the syntax, the same in every
+# language): built when a page shows it, in that page's language.
+_EXAMPLE = re.compile(r"[A-Za-z][\w.]*:(?:&quot;[^&]*&quot;|[\w.@*-]+(?:,[\w-]+)*)|[\w-]+\*")
+
+
+def _search_help_html() -> SafeString:
+    return mark_safe(_EXAMPLE.sub(r"<code>\g<0></code>", escape(str(SEARCH_HELP))))  # noqa: S308
+
+
+SEARCH_HELP_HTML = lazy(_search_help_html, SafeString)()
+
+
 class HandlerFilter(admin.SimpleListFilter):
     """Handler names from the registry: no DISTINCT over the jobs table."""
 
@@ -84,7 +100,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["queue"]
     list_per_page = 50
     search_fields = ["name"]
-    search_help_text = SEARCH_HELP
+    search_help_text = SEARCH_HELP_HTML
     show_full_result_count = False
     paginator = CappedPaginator
     ordering = ["-created_at"]
