@@ -104,11 +104,12 @@ class Claim:
 def claim_jobs(*, queue: Queue, worker: str, limit: int) -> Claim:
     """Mark up to ``limit`` runnable jobs of ``queue`` active for ``worker`` and return them
     in the order they must run. Returns nothing while the queue is paused."""
-    # Whether the queue has limits: from its row as cached for a moment (not the row the
-    # drain loaded when it started), so a limit set on an unlimited queue binds running
-    # drains within seconds. The limited claim then reads the limits under the row's lock.
+    # Whether the queue has limits: by the row the drain loaded when it started, or by
+    # its row as cached for a moment (dropped when the services change the limits), so a
+    # limit set on an unlimited queue binds drains already under way. The limited claim
+    # then reads the limits under the row's lock.
     current = get_queue(queue.name)
-    if current.rate_limit_max or current.concurrency:
+    if queue.rate_limit_max or queue.concurrency or current.rate_limit_max or current.concurrency:
         with transaction.atomic():
             return _claim_limited(queue=queue, worker=worker, limit=limit)
     return Claim(_claim(queue=queue, worker=worker, limit=limit, now=None))
