@@ -17,6 +17,7 @@ from jsonschema.exceptions import SchemaError
 from queues.backoff import normalize_backoff
 from queues.exceptions import UnknownHandler
 from queues.priority import MAX_PRIORITY, MIN_PRIORITY
+from queues.schema_messages import schema_message
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,11 @@ def payload_error(handler: Handler, payload: Any) -> str | None:
     error = next(iter(handler.validator.iter_errors(payload)), None)
     if error is None:
         return None
+    message = schema_message(error)
     where = "/".join(str(p) for p in error.absolute_path)
     if where:
-        return _("%(error)s (at %(where)s)") % {"error": error.message, "where": where}
-    return error.message
+        return _("%(error)s (at %(where)s)") % {"error": message, "where": where}
+    return message
 
 
 def _qualname(func: Callable[..., Any]) -> str:
