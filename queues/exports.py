@@ -71,10 +71,13 @@ def _jobs_export(filters: dict) -> Export:
         raise PermanentError(f"unknown filters for jobs: {sorted(unknown)}; use {sorted(allowed)}")
     # Load order: apps register exports from their apps.py, before models exist.
     from queues.models import Job
-    from queues.search import filter_jobs
+    from queues.search import SearchError, filter_jobs
 
     # Job ids are time-ordered (UUIDv7): id order is creation order.
-    jobs = filter_jobs(Job.objects.all(), **filters)
+    try:
+        jobs = filter_jobs(Job.objects.all(), **filters)
+    except SearchError as exc:  # a malformed q fails the export at once, no retries
+        raise PermanentError(str(exc)) from None
     fields = [
         "id",
         "name",

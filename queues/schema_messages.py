@@ -7,6 +7,8 @@ jsonschema's text.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -24,8 +26,6 @@ TYPE_WORDS = {
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -46,7 +46,10 @@ def schema_message(error) -> str:
         return _("%(name)s is required") % {"name": _json(missing[0] if missing else expected[0])}
     if keyword == "additionalProperties" and isinstance(instance, dict):
         known = set(error.schema.get("properties", {}))
-        extra = sorted(k for k in instance if k not in known)
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        extra = sorted(
+            k for k in instance if k not in known and not any(p.search(k) for p in patterns)
+        )
         if extra:
             return _("unexpected field %(names)s") % {"names": _names(extra)}
     if keyword == "type":

@@ -43,6 +43,7 @@ QUALIFIERS = ("queue", "status", "handler", "error", "id")
 # A payload key named like a qualifier: "payload.id:7".
 PAYLOAD_PREFIX = "payload."
 MAX_SEARCH_TERMS = 16
+MIN_ID_PREFIX = 4
 # pg_trgm finds no trigram in a shorter run of letters or digits: the index would not help.
 _TRIGRAM_RUN = re.compile(r"\w{3}")
 _TOKEN = re.compile(r'\s*((?:[^\s"]|"(?:[^"\\]|\\.)*")+)')
@@ -69,6 +70,8 @@ def search_condition(term: str) -> Q:
             continue
         qualifier = key.lower()
         if qualifier not in QUALIFIERS:
+            if not value and not quoted:  # to: alone (to:"" searches the empty string)
+                raise SearchError(_("%(part)s needs a value") % {"part": repr(token)})
             condition &= _payload_condition(token, key, value, quoted)
             continue
         lists = qualifier in ("status", "queue")  # status:failed,cancelled
@@ -139,7 +142,7 @@ def _split_token(token: str) -> tuple[str | None, str, bool]:
 
 def _unquote(token: str, value: str) -> tuple[str, bool]:
     if not value.startswith('"'):
-        if '"' in value and value[:1] not in "[{":
+        if '"' in value and not value.startswith(("[", "{")):
             raise SearchError(
                 _('misplaced quote in %(part)s: quote the whole value, key:"a b"')
                 % {"part": repr(token)}
@@ -212,6 +215,15 @@ def _id_condition(token: str, value: str) -> Q:
     digits = value.replace("-", "").lower()
     if not _HEX_PREFIX.fullmatch(digits):
         raise SearchError(_("%(part)s is not a job id or the start of one") % {"part": repr(token)})
+    if len(digits) < MIN_ID_PREFIX:
+        # id:7 once searched the payload; a prefix this short would match far too much.
+        raise SearchError(
+            _(
+                "%(part)s: give at least %(n)s characters of a job id "
+                "(payload.id:%(value)s searches the payload)"
+            )
+            % {"part": repr(token), "n": MIN_ID_PREFIX, "value": value}
+        )
     low, high = digits.ljust(32, "0"), digits.ljust(32, "f")
     return Q(pk__gte=UUID(low), pk__lte=UUID(high))
 
@@ -232,7 +244,7 @@ def _payload_condition(token: str, key: str, value: str, quoted: bool) -> Q:
         raise SearchError(_("%(part)s has an empty key") % {"part": repr(token)})
     if quoted:
         return Q(payload__contains=_nest(path, value))
-    if value[:1] in "[{":
+    if value.startswith(("[", "{")):
         try:
             return Q(payload__contains=_nest(path, json.loads(value)))
         except ValueError:

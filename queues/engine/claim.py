@@ -27,6 +27,7 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from queues.exceptions import UnknownQueue
 from queues.models import HELD_BY_WORKER, Job, JobStatus, Queue
 from queues.selectors import get_queue
 
@@ -108,7 +109,10 @@ def claim_jobs(*, queue: Queue, worker: str, limit: int) -> Claim:
     # its row as cached for a moment (dropped when the services change the limits), so a
     # limit set on an unlimited queue binds drains already under way. The limited claim
     # then reads the limits under the row's lock.
-    current = get_queue(queue.name)
+    try:
+        current = get_queue(queue.name)
+    except UnknownQueue:  # renamed since the drain began: its own row decides
+        current = queue
     if queue.rate_limit_max or queue.concurrency or current.rate_limit_max or current.concurrency:
         with transaction.atomic():
             return _claim_limited(queue=queue, worker=worker, limit=limit)

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
@@ -91,6 +92,10 @@ def row_action(request: HttpRequest, model_admin: admin.ModelAdmin, pk, action: 
             status=200 if ok else 409,
         )
     model_admin.message_user(request, text, messages.SUCCESS if ok else messages.ERROR)
-    return HttpResponseRedirect(
-        request.POST.get("next") or reverse("admin:scheduling_scheduledjob_changelist")
-    )
+    # Back where the button was, when that is a page of this site.
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("admin:scheduling_scheduledjob_changelist")
+    return HttpResponseRedirect(target)

@@ -164,6 +164,8 @@ def test_an_id_prefix_is_the_range_of_ids_that_start_so(jobs):
         ('error:"a b"', "error:"),
         ("error:", "error:"),
         ("id:xyz", "id:xyz"),
+        ("id:7", "payload.id:7"),  # too short for a job id; says how to search the payload
+        ("to:", "to:"),
         ("id:0190-zz", "id:0190-zz"),
         ("id:" + "0" * 33, "id:"),
         ('to:"alice', 'to:"alice'),
@@ -413,3 +415,11 @@ def test_retry_matching_a_malformed_q_changes_nothing(api, jobs):
     response = api.post("/api/v1/jobs/retry/", {"q": "error:ab"}, format="json")
     assert response.status_code == 400 and "error:ab" in str(response.data["q"][0])
     assert ledger_state() == before
+
+
+def test_a_malformed_search_fails_an_export_at_once(jobs):
+    from queues.exceptions import PermanentError
+    from queues.exports import _jobs_export
+
+    with pytest.raises(PermanentError, match="stauts"):
+        _jobs_export({"q": "stauts:failed"})

@@ -22,6 +22,7 @@ from queues.admin.common import ACTION_LABELS, action_label
 from queues.dashboard import shown_panels
 from queues.engine.claim import claim_jobs
 from queues.models import AuditLog, Job, JobStatus, Queue, QueueSnapshot
+from queues.selectors import forget_queue
 from scheduling.services import STATUS_AUDIT_ACTIONS
 
 pytestmark = pytest.mark.django_db
@@ -513,3 +514,11 @@ def test_every_audited_action_has_a_translatable_label():
 def test_a_limits_change_is_reported_by_its_label(steering):
     steering.post(url("limits"), {"concurrency": "3"}, **JSON)
     assert action_label(AuditLog.objects.get().action) == "Set queue limits"
+
+
+def test_a_drain_whose_queue_was_renamed_keeps_claiming_by_its_own_row():
+    enqueue_many([{"name": "platform.echo", "payload": {}} for _ in range(2)])
+    held = Queue.objects.get(name="default")
+    Queue.objects.filter(pk=held.pk).update(name="renamed")
+    forget_queue("default")
+    assert len(claim_jobs(queue=held, worker="w", limit=10).jobs) == 2

@@ -76,3 +76,19 @@ def test_enqueue_refuses_in_chinese_and_writes_nothing(handler):
     assert '必须提供 "to"' in str(caught.value)
     assert "required property" not in str(caught.value)
     assert not Job.objects.exists()
+
+
+def test_fields_a_pattern_allows_are_not_called_unexpected():
+    from jsonschema import Draft202012Validator
+
+    from queues.schema_messages import schema_message
+
+    schema = {
+        "type": "object",
+        "properties": {"to": {"type": "string"}},
+        "patternProperties": {"^x-": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    (error,) = Draft202012Validator(schema).iter_errors({"to": "a", "x-trace": "1", "oops": 1})
+    with translation.override("en"):
+        assert schema_message(error) == 'unexpected field "oops"'

@@ -288,3 +288,19 @@ def test_the_domain_filter_names_the_empty_domain(admin_client):
     assert [
         s.name for s in admin_client.get(CHANGELIST + "?domain=ops").context["cl"].result_list
     ] == ["ops"]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (CHANGELIST + "?status__exact=1", CHANGELIST + "?status__exact=1"),  # this site
+        ("https://evil.example/", CHANGELIST),  # another site: back to the list
+        ("//evil.example/x", CHANGELIST),
+    ],
+)
+def test_a_plain_post_goes_back_only_to_a_page_of_this_site(admin_client, given, expected):
+    schedule = nightly()
+    response = admin_client.post(action_url(schedule, "pause"), {"next": given})
+    assert (response.status_code, response["Location"]) == (302, expected)
+    schedule.refresh_from_db()
+    assert schedule.status == ScheduleStatus.PAUSED
