@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from queues.admin.common import human_time
 from queues.extensions import panels
+from queues.humanize import human_time
 from queues.metrics import DURATION_BINS_MS, percentile_from_histogram
 from queues.models import JobStatus, Queue, QueueMinute, Worker
 from queues.selectors import bucket_rates, is_live, live_workers, queues_without_worker

@@ -26,7 +26,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from queues.admin.common import human_duration
+from queues.humanize import human_duration
 from queues.metrics import DURATION_BINS_MS, HANDLER_HOURS_KEEP, percentile_from_histogram
 from queues.models import HandlerHour
 from queues.selectors import bucket_rates

@@ -494,9 +494,7 @@ class HandlerHour(models.Model):
         verbose_name = _("handler hour")
         verbose_name_plural = _("handler hours")
         constraints = [
-            models.UniqueConstraint(
-                fields=["queue", "name", "hour"], name="handler_hour_unique"
-            ),
+            models.UniqueConstraint(fields=["queue", "name", "hour"], name="handler_hour_unique"),
         ]
         indexes = [models.Index(fields=["hour"], name="handler_hour_hour_idx")]
 

@@ -19,8 +19,6 @@ from django.utils.translation import gettext_lazy as _
 from queues import services
 from queues.admin.common import (
     CappedPaginator,
-    human_duration,
-    human_time,
     pretty_json,
     progress_bar,
     report_done,
@@ -36,6 +34,7 @@ from queues.admin.job_views import (
 )
 from queues.admin.timeline import LOG_LIMIT, build_timeline, running_attempt
 from queues.extensions import job_details
+from queues.humanize import human_duration, human_time
 from queues.models import FINAL_STATUSES, Job, JobAttempt, JobLog, JobStatus
 from queues.registry import handler_names
 from queues.search import SEARCH_HELP, SearchError, search_jobs

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from queues.admin.common import human_duration
+from queues.humanize import human_duration
 from queues.models import Job, JobAttempt, JobStatus
 
 # The newest log lines the page shows (one query, LIMIT LOG_LIMIT + 1 to know if more).

@@ -7,8 +7,8 @@ from datetime import datetime
 from django import template
 from django.utils.dateparse import parse_datetime
 
-from queues.admin.common import human_duration, human_time
 from queues.admin.timeline import clock_html, clock_ms
+from queues.humanize import human_duration, human_time
 
 register = template.Library()
 

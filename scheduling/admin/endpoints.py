@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from queues.admin.common import human_time
+from queues.humanize import human_time
 from scheduling import services
 from scheduling.admin.changelist import row_buttons, sparkline
 from scheduling.admin.forms import PreviewForm, default_zone

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from queues.admin.common import human_time
+from queues.humanize import human_time
 from scheduling import services
 from scheduling.admin.changelist import DomainFilter, row_buttons_column, sparkline
 from scheduling.admin.endpoints import ROW_ACTIONS, row_action, timing_preview

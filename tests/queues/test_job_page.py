@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from queues import enqueue, services
-from queues.admin.common import human_duration, human_time
 from queues.engine.runner import drain
 from queues.exceptions import EnqueueError, InvalidJobState
+from queues.humanize import human_duration, human_time
 from queues.models import AuditLog, Job, JobStatus, Queue
 from tests.queues import handlers  # noqa: F401
 

@@ -91,7 +91,7 @@ def test_a_wait_is_one_translatable_sentence(monkeypatch):
     # language puts the words around it where it needs them.
     catalog = {"waited %(duration)s": "等待 %(duration)s", "%(n).1f s": "%(n).1f 秒"}
     monkeypatch.setattr(timeline, "_", lambda text: catalog.get(text, text))
-    monkeypatch.setattr("queues.admin.common._", lambda text: catalog.get(text, text))
+    monkeypatch.setattr("queues.humanize._", lambda text: catalog.get(text, text))
     first, _second = build_timeline(three_attempts()).gaps
     assert first.label == "等待 1.6 秒"
 
