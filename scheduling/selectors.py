@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
@@ -29,6 +31,14 @@ def schedules_with_last_run() -> QuerySet[ScheduledJob]:
     )
 
 
+LATEST_RUNS_SQL = """
+SELECT r.id FROM scheduling_scheduledjob s
+CROSS JOIN LATERAL (
+    SELECT id FROM scheduling_schedulerun WHERE schedule_id = s.id ORDER BY due_at DESC LIMIT %s
+) r
+"""
+
+
 def schedule_changelist() -> QuerySet[ScheduledJob]:
     """The admin's schedule list: timing rows joined, and each schedule's latest
     ``RECENT_RUNS`` runs with their job's status prefetched for the whole page in one
@@ -38,6 +48,11 @@ def schedule_changelist() -> QuerySet[ScheduledJob]:
         .only("id", "schedule_id", "due_at", "trigger", "error", "job_id")
         .order_by("-due_at")
     )
+    if connection.vendor == "postgresql":
+        # Runs are history, kept for good: the window function would number every run of
+        # the page's schedules. Each schedule's latest ones, found by its (schedule,
+        # due_at) index, bound what it reads.
+        runs = runs.filter(pk__in=RawSQL(LATEST_RUNS_SQL, [RECENT_RUNS]))
     recent = Prefetch("runs", queryset=runs[:RECENT_RUNS], to_attr="recent_runs")
     return ScheduledJob.objects.select_related(
         "crontab", "interval", "clocked", "queue"
