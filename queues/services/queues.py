@@ -72,6 +72,8 @@ def _set_paused(name: str, *, paused: bool, action: str, by: Actor) -> Queue:
     queue = _queue(name)
     with transaction.atomic():
         before = lock_queue(queue.pk).paused
+        if before == paused:  # already so: nothing to write, nothing to audit
+            return queue
         Queue.objects.filter(pk=queue.pk).update(paused=paused, updated_at=timezone.now())
         if not paused:
             doorbell.ring_on_commit([queue.name])

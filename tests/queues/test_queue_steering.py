@@ -522,3 +522,12 @@ def test_a_drain_whose_queue_was_renamed_keeps_claiming_by_its_own_row():
     Queue.objects.filter(pk=held.pk).update(name="renamed")
     forget_queue("default")
     assert len(claim_jobs(queue=held, worker="w", limit=10).jobs) == 2
+
+
+def test_pausing_a_paused_queue_writes_and_audits_nothing():
+    services.pause_queue("default", by="test")
+    before = Queue.objects.get(name="default")
+    audits = AuditLog.objects.count()
+    assert services.pause_queue("default", by="test").paused is True
+    assert AuditLog.objects.count() == audits
+    assert Queue.objects.get(name="default").updated_at == before.updated_at
