@@ -168,12 +168,18 @@ def test_health_reports_a_frozen_cluster(client, processes, settings):
         os.kill(pid, signal.SIGSTOP)
     enqueue("platform.echo", {})
 
+    last = {}
+
     def frozen():
-        body = client.get("/healthz").json()
+        body = last["body"] = client.get("/healthz").json()
         return "frozen cluster" in str(body["checks"]["workers"]) and body
 
     try:
-        body = wait_for(frozen, timeout=60, interval=0.5, message="/healthz to see the freeze")
+        try:
+            body = wait_for(frozen, timeout=60, interval=0.5, message="/healthz to see the freeze")
+        except AssertionError as exc:  # say what it saw instead, and which workers
+            workers = list(Worker.objects.values("id", "queues", "last_heartbeat", "last_activity"))
+            raise AssertionError(f"{exc}; last /healthz: {last.get('body')}; {workers}") from None
         assert body["status"] == "unhealthy"
         assert client.get("/healthz").status_code == 503
     finally:
