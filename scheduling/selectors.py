@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -31,8 +32,10 @@ def schedules_with_last_run() -> QuerySet[ScheduledJob]:
     )
 
 
+# Each schedule's latest runs, found by its (schedule, due_at) index: runs are history,
+# kept for good, and a window function would number every run of the page's schedules.
 LATEST_RUNS_SQL = """
-SELECT r.id FROM scheduling_scheduledjob s
+SELECT r.id FROM unnest(%s::bigint[]) AS s(id)
 CROSS JOIN LATERAL (
     SELECT id FROM scheduling_schedulerun WHERE schedule_id = s.id ORDER BY due_at DESC LIMIT %s
 ) r
@@ -40,23 +43,31 @@ CROSS JOIN LATERAL (
 
 
 def schedule_changelist() -> QuerySet[ScheduledJob]:
-    """The admin's schedule list: timing rows joined, and each schedule's latest
-    ``RECENT_RUNS`` runs with their job's status prefetched for the whole page in one
-    query (a window function per schedule, not a query per row)."""
-    runs = (
-        ScheduleRun.objects.annotate(job_status=F("job__status"))
-        .only("id", "schedule_id", "due_at", "trigger", "error", "job_id")
-        .order_by("-due_at")
-    )
+    """The admin's schedule list: timing rows joined (the page's latest runs come from
+    ``attach_recent_runs``, once the page is known)."""
+    return ScheduledJob.objects.select_related("crontab", "interval", "clocked", "queue")
+
+
+def attach_recent_runs(schedules: list[ScheduledJob]) -> None:
+    """Set ``recent_runs`` on each schedule: its latest ``RECENT_RUNS`` runs, newest
+    first, as plain rows (due_at, job_id, job_status, error) for the whole page in one
+    query; model objects for a page's 1,000 runs cost more than the query."""
+    ids = [s.pk for s in schedules]
+    runs = ScheduleRun.objects.filter(schedule_id__in=ids)
     if connection.vendor == "postgresql":
-        # Runs are history, kept for good: the window function would number every run of
-        # the page's schedules. Each schedule's latest ones, found by its (schedule,
-        # due_at) index, bound what it reads.
-        runs = runs.filter(pk__in=RawSQL(LATEST_RUNS_SQL, [RECENT_RUNS]))
-    recent = Prefetch("runs", queryset=runs[:RECENT_RUNS], to_attr="recent_runs")
-    return ScheduledJob.objects.select_related(
-        "crontab", "interval", "clocked", "queue"
-    ).prefetch_related(recent)
+        runs = runs.filter(pk__in=RawSQL(LATEST_RUNS_SQL, [ids, RECENT_RUNS]))
+    by_schedule: dict[int, list[SimpleNamespace]] = {pk: [] for pk in ids}
+    rows = runs.order_by("schedule_id", "-due_at").values_list(
+        "schedule_id", "due_at", "job_id", "job__status", "error"
+    )
+    for schedule_id, due_at, job_id, job_status, error in rows:
+        kept = by_schedule[schedule_id]
+        if len(kept) < RECENT_RUNS:
+            kept.append(
+                SimpleNamespace(due_at=due_at, job_id=job_id, job_status=job_status, error=error)
+            )
+    for schedule in schedules:
+        schedule.recent_runs = by_schedule[schedule.pk]
 
 
 def run_outcome(run: ScheduleRun) -> str:

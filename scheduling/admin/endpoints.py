@@ -17,7 +17,7 @@ from scheduling.admin.changelist import row_buttons, sparkline
 from scheduling.admin.forms import PreviewForm, default_zone
 from scheduling.cron import ScheduleError, get_zone
 from scheduling.models import ScheduledJob
-from scheduling.selectors import preview, schedule_changelist
+from scheduling.selectors import attach_recent_runs, preview, schedule_changelist
 
 # The list's per-row buttons: the permission each needs (as the bulk actions do).
 ROW_ACTIONS = {"run": "run", "pause": "pause", "resume": "pause"}
@@ -76,6 +76,7 @@ def row_action(request: HttpRequest, model_admin: admin.ModelAdmin, pk, action: 
         ok, text = False, str(exc)
     if "application/json" in request.headers.get("Accept", ""):
         row = schedule_changelist().get(pk=pk)
+        attach_recent_runs([row])
         return JsonResponse(
             {
                 "ok": ok,

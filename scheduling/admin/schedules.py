@@ -2,6 +2,7 @@
 what ran, and the status and run-now actions, all through the audited services."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.urls import path, re_path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -16,7 +17,22 @@ from scheduling.admin.forms import ScheduledJobForm
 from scheduling.admin.runs import ScheduleRunInline
 from scheduling.changes import update_schedule
 from scheduling.models import ScheduledJob, ScheduleStatus
-from scheduling.selectors import display_zone, next_runs, schedule_changelist, timing_text
+from scheduling.selectors import (
+    attach_recent_runs,
+    display_zone,
+    next_runs,
+    schedule_changelist,
+    timing_text,
+)
+
+
+class ScheduleChangeList(ChangeList):
+    """The schedule list, with each row's latest runs read for the whole page at once."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.result_list = list(self.result_list)
+        attach_recent_runs(self.result_list)
 
 
 @admin.register(ScheduledJob)
@@ -79,6 +95,9 @@ class ScheduledJobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return schedule_changelist()
+
+    def get_changelist(self, request, **kwargs):
+        return ScheduleChangeList
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # a new schedule has no runs
