@@ -82,8 +82,23 @@ class LogLine:
         return percent_css(self.offset_pct)
 
 
+class OnTheAxis:
+    """Where a span sits on the time axis, as inline-style percentages."""
+
+    offset_pct: float
+    width_pct: float
+
+    @property
+    def left(self) -> str:
+        return percent_css(self.offset_pct)
+
+    @property
+    def width(self) -> str:
+        return percent_css(self.width_pct)
+
+
 @dataclass(frozen=True)
-class Gap:
+class Gap(OnTheAxis):
     """The wait between the end of one attempt and the start of the next."""
 
     start: datetime
@@ -99,17 +114,9 @@ class Gap:
     def label(self) -> str:
         return _("waited %(duration)s") % {"duration": human_duration(self.duration)}
 
-    @property
-    def left(self) -> str:
-        return percent_css(self.offset_pct)
-
-    @property
-    def width(self) -> str:
-        return percent_css(self.width_pct)
-
 
 @dataclass(frozen=True)
-class Bar:
+class Bar(OnTheAxis):
     number: int
     outcome: str  # an AttemptOutcome value, or RUNNING
     outcome_label: str
@@ -148,14 +155,6 @@ class Bar:
     @property
     def marks(self) -> list[LogLine]:
         return self.logs[:MARKS_PER_BAR]
-
-    @property
-    def left(self) -> str:
-        return percent_css(self.offset_pct)
-
-    @property
-    def width(self) -> str:
-        return percent_css(self.width_pct)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from django.contrib.auth.models import User
-
 from queues import enqueue_many, metrics
 from queues.engine.runner import drain
+from tests.browser.test_admin_browser import log_in
 from tests.helpers import freeze_clock
 
 try:
@@ -19,15 +18,6 @@ except ImportError:  # the chromium_browser fixture reports it: a failure under 
 
 NOW = datetime(2026, 12, 4, 12, 30, tzinfo=UTC)
 COLUMNS = ["Runs", "Failures", "Failure rate", "Average", "p50", "p95", "p99"]
-
-
-def log_in(page: Page) -> None:
-    User.objects.create_superuser("admin", "a@example.com", "pw")
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
 
 
 def cell(page: Page, handler: str, column: str):

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from queues.models import AuditLog, Queue, QueueSnapshot
-from tests.browser.test_admin_browser import english_left
+from tests.browser.test_admin_browser import english_left, log_in
 from tests.helpers import wait_for
 
 try:
@@ -23,16 +23,6 @@ LIST = "/admin/queues/queue/"
 DASHBOARD = "/admin/queues/dashboard/"
 # The dashboard's queue table, by column (tests/browser/test_admin_browser.py).
 PAUSED, WAITING, ACTIVE = 1, 2, 5
-
-
-def log_in(page: Page) -> User:
-    user = User.objects.create_superuser("admin", "a@example.com", "pw")
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    expect(page).to_have_url(re.compile(r"/admin/$"))
-    return user
 
 
 def limits(name: str = "default") -> tuple:
