@@ -140,6 +140,10 @@ DATABASES = {
 DB_POOLER = os.environ.get("DB_POOLER", "").strip().lower()
 if DB_POOLER not in ("", "session", "transaction"):
     raise ImproperlyConfigured(f"DB_POOLER={DB_POOLER!r}: use 'transaction' or 'session'.")
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's own cursors bind on the client and never prepare; the engine's hottest
+    # statements (queues/prepared.py) are prepared at their 5th run on a connection.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 if DB_POOLER == "transaction" and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None

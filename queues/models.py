@@ -229,6 +229,7 @@ class Job(models.Model):
             # Serves the claim query in queues/engine/claim.py:
             #   ... WHERE queue_id = %s AND status = 'waiting'
             #   ORDER BY priority, created_at LIMIT n FOR UPDATE SKIP LOCKED
+            # and each queue's oldest waiting job (queues/metrics.py, one probe a priority).
             models.Index(
                 fields=["queue", "priority", "created_at"],
                 condition=Q(status="waiting"),
@@ -256,12 +257,6 @@ class Job(models.Model):
             models.Index(fields=["-created_at"], name="job_created_idx"),
             models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
             models.Index(fields=["name", "-created_at"], name="job_name_created_idx"),
-            # Queue latency: the oldest waiting job of a queue.
-            models.Index(
-                fields=["queue", "created_at"],
-                condition=Q(status="waiting"),
-                name="job_waiting_age_idx",
-            ),
             # Retention and "clean": finished jobs of a queue by age.
             models.Index(
                 fields=["queue", "status", "finished_at"],

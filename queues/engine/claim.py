@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from queues.exceptions import UnknownQueue
 from queues.models import HELD_BY_WORKER, Job, JobStatus, Queue
+from queues.prepared import bound_cursor
 from queues.selectors import get_queue
 
 _CLAIM_SQL = """
@@ -156,7 +157,7 @@ def _claim(*, queue: Queue, worker: str, limit: int, now: datetime | None) -> li
     # Lock deadlines come from the database's clock (now()), which every host shares: a
     # host whose clock is off neither lets its locks lapse early nor holds them too long.
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 _CLAIM_SQL,
                 {

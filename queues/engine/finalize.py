@@ -26,6 +26,7 @@ from queues.engine.outcomes import Outcome, clean_text
 from queues.locks import lock_job_ids
 from queues.metrics import record_outcomes
 from queues.models import AttemptOutcome, Job, JobAttempt, JobStatus, Queue
+from queues.prepared import bound_cursor
 from queues.services.dependencies import resolve_dependants
 from queues.services.notify import job_status_changed
 
@@ -211,7 +212,7 @@ def _update_postgres(outcomes: list[Outcome]) -> dict:
         "run_at": [o.run_at for o in outcomes],
         "uncharged": [0 if o.charged else 1 for o in outcomes],
     }
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_FINALIZE_SQL, params)
         return dict(cursor.fetchall())
 

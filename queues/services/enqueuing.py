@@ -52,8 +52,8 @@ def enqueue(
     the commit is the caller's: then it is refused.
     """
     planned = plan(name, payload, options, timezone.now())
-    if by is None and durable:
-        return _write([planned])[0]
+    if by is None and (durable or _one_statement(planned)):
+        return _write([planned], durable=durable)[0]
     with _own_commit(durable):
         (job,) = _write([planned])
         if by is not None:
@@ -101,6 +101,19 @@ def enqueue_many(
     return jobs
 
 
+def _one_statement(planned: Planned) -> bool:
+    """Whether this job is written by one statement that is its own transaction, so that
+    ``durable=False`` can ride on that statement (no BEGIN, SET and COMMIT round trips)."""
+    job = planned.job
+    return (
+        connection.vendor == "postgresql"
+        and not transaction.get_connection().in_atomic_block
+        and not planned.depends_on
+        and not job.unique_key
+        and not job.webhook_url
+    )
+
+
 @contextmanager
 def _own_commit(durable: bool) -> Iterator[None]:
     """enqueue's own transaction; ``durable=False``: its commit does not wait for the
@@ -130,13 +143,15 @@ def _audit(by: Actor, jobs: list[Job]) -> None:
     )
 
 
-def _write(planned: list[Planned], refs: Mapping[str, int] | None = None) -> list[Job]:
+def _write(
+    planned: list[Planned], refs: Mapping[str, int] | None = None, *, durable: bool = True
+) -> list[Job]:
     refs = refs or {}
     edges = dependency_edges(planned, refs)
     order = topological_order(planned, edges, refs)
     if len(planned) == 1 and not edges[0] and not planned[0].job.unique_key:
         # One plain job: a single INSERT, no transaction round trips around it.
-        (job,) = insert_jobs([planned[0].job])
+        (job,) = insert_jobs([planned[0].job], durable=durable)
         if job.webhook_url:
             with transaction.atomic():
                 job_status_changed([job.pk], webhook_ids=[job.pk])
